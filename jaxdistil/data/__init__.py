@@ -1,0 +1,1 @@
+"""Text corpora, tokenisation, packing, the grain pipeline and MLM masking."""

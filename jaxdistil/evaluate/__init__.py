@@ -1,0 +1,1 @@
+"""Evaluation: MLM metrics, fill-mask, downstream fine-tuning readers and metrics."""

@@ -1,0 +1,130 @@
+"""Downstream metrics: token accuracy, entity-level P/R/F1 (seqeval), accuracy, macro-F1.
+
+Sequences are lists of per-word tag strings, gold and predicted of equal lengths; the
+alignment module maps sub-token predictions back to words before they arrive here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Literal
+
+import numpy as np
+
+TagScheme = Literal["iob1", "iob2"]
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """('B', 'PER') for 'B-PER', ('O', '') for 'O'; a bare type such as 'PER' reads as 'I-PER'."""
+    if tag == "O":
+        return "O", ""
+    prefix, sep, entity_type = tag.partition("-")
+    if sep and prefix in ("B", "I"):
+        return prefix, entity_type
+    return "I", tag
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """Rewrite IOB1 tags as IOB2, where every entity starts with `B-`.
+
+    In IOB1 an `I-X` starts an entity unless the previous tag is `I-X` or `B-X` (same type);
+    `B-X` only appears to separate two adjacent entities of type X, so it is already a start.
+    """
+    converted = []
+    previous_type = ""  # entity type of the previous tag; "" after O or at the start
+    for tag in tags:
+        prefix, entity_type = _split_tag(tag)
+        if prefix == "O":
+            converted.append("O")
+            previous_type = ""
+            continue
+        starts_entity = prefix == "B" or entity_type != previous_type
+        converted.append(("B-" if starts_entity else "I-") + entity_type)
+        previous_type = entity_type
+    return converted
+
+
+def _check_same_shape(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> None:
+    """Metrics over misaligned sequences are silently wrong, so refuse them loudly."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold sequences but {len(pred)} predicted ones")
+    for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred, strict=True)):
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError(f"sequence {index}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted")
+
+
+def token_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+    """Fraction of words whose predicted tag equals the gold tag (the POS-tagging metric)."""
+    _check_same_shape(gold, pred)
+    total = sum(len(tags) for tags in gold)
+    if total == 0:
+        raise ValueError("no words to score")
+    correct = sum(
+        g == p
+        for gold_tags, pred_tags in zip(gold, pred, strict=True)
+        for g, p in zip(gold_tags, pred_tags, strict=True)
+    )
+    return correct / total
+
+
+def entity_scores(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    scheme: TagScheme = "iob2",
+) -> dict[str, float]:
+    """Entity-level micro precision/recall/F1, as seqeval (conlleval rules) computes them.
+
+    With scheme="iob1" both sides are converted to IOB2 first, so an entity that starts with
+    `I-` and two adjacent same-type entities split by `B-` are read as IOB1 means them.
+    """
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    _check_same_shape(gold, pred)
+    if scheme == "iob1":
+        gold = [iob1_to_iob2(tags) for tags in gold]
+        pred = [iob1_to_iob2(tags) for tags in pred]
+    elif scheme != "iob2":
+        raise ValueError(f"unknown tag scheme {scheme!r}; expected 'iob1' or 'iob2'")
+    gold_lists = [list(tags) for tags in gold]
+    pred_lists = [list(tags) for tags in pred]
+    return {
+        "precision": float(precision_score(gold_lists, pred_lists, zero_division=0)),
+        "recall": float(recall_score(gold_lists, pred_lists, zero_division=0)),
+        "f1": float(f1_score(gold_lists, pred_lists, zero_division=0)),
+    }
+
+
+def accuracy(gold: Sequence[Hashable], pred: Sequence[Hashable]) -> float:
+    """Fraction of examples whose predicted label equals the gold one."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predicted ones")
+    if len(gold) == 0:
+        raise ValueError("no examples to score")
+    return float(np.mean(np.asarray(gold, dtype=object) == np.asarray(pred, dtype=object)))
+
+
+def macro_f1(
+    gold: Sequence[Hashable], pred: Sequence[Hashable], labels: Sequence[Hashable] | None = None
+) -> float:
+    """Unweighted mean of per-class F1 = 2TP / (2TP + FP + FN), as sklearn's average="macro".
+
+    Classes default to the union of gold and predicted labels; a class with no gold and no
+    predicted example scores 0 (sklearn's zero_division=0), so listing unused labels lowers it.
+    """
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predicted ones")
+    if len(gold) == 0:
+        raise ValueError("no examples to score")
+    gold_array = np.asarray(gold, dtype=object)
+    pred_array = np.asarray(pred, dtype=object)
+    classes = list(labels) if labels is not None else list(dict.fromkeys([*gold, *pred]))
+    scores = []
+    for label in classes:
+        is_gold = gold_array == label
+        is_pred = pred_array == label
+        true_pos = int(np.sum(is_gold & is_pred))
+        false_pos = int(np.sum(~is_gold & is_pred))
+        false_neg = int(np.sum(is_gold & ~is_pred))
+        denominator = 2 * true_pos + false_pos + false_neg
+        scores.append(2 * true_pos / denominator if denominator else 0.0)
+    return float(np.mean(scores))

@@ -1,0 +1,419 @@
+"""Readers for downstream evaluation data: tagged sentences (NER, POS) and text examples.
+
+Every reader returns plain frozen records, so fine-tuning code never sees a file format:
+`TaggedSentence` for token classification, `TextExample` for sentence(-pair) classification.
+Errors name the file and line, because a malformed line in a 200 000-line file is
+otherwise a needle in a haystack.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jaxdistil.evaluate.metrics import iob1_to_iob2
+
+PathLike = str | pathlib.Path
+
+TAGGED_FORMATS = ("wikiner", "conllu", "wikineural", "europeana", "columns")
+CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+SENTENCE_FINAL_TOKENS = frozenset({".", "!", "?", "...", "…"})
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """One sentence as words and one tag per word."""
+
+    tokens: list[str]
+    tags: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.tags):
+            raise ValueError(f"{len(self.tokens)} tokens but {len(self.tags)} tags")
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """One classification example: a text, an optional second text (pair tasks), a label."""
+
+    text: str
+    text_pair: str | None
+    label: str
+
+
+# ---------------------------------------------------------------------------- tagged data
+
+
+def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its newline); utf-8-sig drops a stray BOM."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line.rstrip("\r\n")
+
+
+def read_wikiner(path: PathLike, tag_field: int = 2) -> list[TaggedSentence]:
+    """WikiNER: one sentence a line, tokens `word|POS|TAG` separated by spaces.
+
+    `tag_field` picks the NER tag (2, default) or the POS tag (1). Blank lines (document
+    breaks in the original release) are skipped. The split is from the right, so a word
+    that itself contains `|` survives.
+    """
+    if tag_field not in (1, 2):
+        raise ValueError(f"tag_field must be 1 (POS) or 2 (NER), got {tag_field}")
+    sentences = []
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        tokens, tags = [], []
+        for item in line.split():
+            fields = item.rsplit("|", 2)
+            if len(fields) != 3 or not all(fields):
+                raise ValueError(f"{path}:{number}: malformed WikiNER token {item!r}; expected word|POS|TAG")
+            tokens.append(fields[0])
+            tags.append(fields[tag_field])
+        sentences.append(TaggedSentence(tokens, tags))
+    return sentences
+
+
+def _column_index(column: int | str) -> int:
+    if isinstance(column, int):
+        return column
+    try:
+        return CONLLU_COLUMNS.index(column.lower())
+    except ValueError:
+        raise ValueError(f"unknown CoNLL-U column {column!r}; expected one of {CONLLU_COLUMNS}") from None
+
+
+def read_conllu(path: PathLike, column: int | str = "upos") -> list[TaggedSentence]:
+    """CoNLL-U (Universal Dependencies): FORM and one tag column, UPOS by default.
+
+    Only syntactic words are kept: comment lines, multi-word token ranges (`1-2 au`) and
+    empty nodes (`1.1`) are skipped, so `au` appears as its words `à` + `le` with their tags.
+    """
+    tag_index = _column_index(column)
+    sentences: list[TaggedSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    for number, line in _lines(path):
+        if not line.strip():
+            if tokens:
+                sentences.append(TaggedSentence(tokens, tags))
+                tokens, tags = [], []
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(CONLLU_COLUMNS):
+            raise ValueError(f"{path}:{number}: expected 10 tab-separated columns, got {len(fields)}")
+        word_id = fields[0]
+        if "-" in word_id or "." in word_id:
+            continue
+        if not word_id.isdigit():
+            raise ValueError(f"{path}:{number}: malformed word id {word_id!r}")
+        tokens.append(fields[1])
+        tags.append(fields[tag_index])
+    if tokens:
+        sentences.append(TaggedSentence(tokens, tags))
+    return sentences
+
+
+def read_columns(
+    path: PathLike,
+    token_column: int = 0,
+    tag_column: int = -1,
+    delimiter: str | None = None,
+    comment_prefix: str | None = None,
+) -> list[TaggedSentence]:
+    """Generic column file: one token a line, blank line between sentences.
+
+    `delimiter=None` splits on any whitespace (CoNLL-2003 style); pass "\\t" for TSV files
+    whose tokens may contain spaces. Every non-blank line must have the same number of fields
+    as the first one, since a changing count usually means a broken file.
+    """
+    sentences: list[TaggedSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    expected_fields: int | None = None
+    for number, line in _lines(path):
+        if not line.strip():
+            if tokens:
+                sentences.append(TaggedSentence(tokens, tags))
+                tokens, tags = [], []
+            continue
+        if comment_prefix is not None and line.startswith(comment_prefix):
+            continue
+        fields = line.split(delimiter)
+        if expected_fields is None:
+            expected_fields = len(fields)
+        if len(fields) != expected_fields:
+            raise ValueError(
+                f"{path}:{number}: expected {expected_fields} columns, got {len(fields)}: {line!r}"
+            )
+        try:
+            token, tag = fields[token_column], fields[tag_column]
+        except IndexError:
+            raise ValueError(
+                f"{path}:{number}: no column {token_column} or {tag_column} in {line!r}"
+            ) from None
+        tokens.append(token)
+        tags.append(tag)
+    if tokens:
+        sentences.append(TaggedSentence(tokens, tags))
+    return sentences
+
+
+def read_wikineural(path: PathLike) -> list[TaggedSentence]:
+    """WikiNEuRal: `index<TAB>token<TAB>IOB2-tag`, blank line between sentences."""
+    return read_columns(path, token_column=1, tag_column=2, delimiter="\t")
+
+
+def split_long_segment(sentence: TaggedSentence, max_words: int = 128) -> list[TaggedSentence]:
+    """Cut a run of words into sentences, never inside an entity.
+
+    A sentence ends after a sentence-final token (`.`, `!`, `?`, `...`) tagged `O`, or after
+    the first `O`-tagged word once it holds `max_words` words. Abbreviation dots inside
+    entities (`J . Dupont` tagged I-PER) carry an entity tag, so they never cut.
+    """
+    pieces: list[TaggedSentence] = []
+    start = 0
+    for index, (token, tag) in enumerate(zip(sentence.tokens, sentence.tags, strict=True)):
+        length = index + 1 - start
+        outside = tag == "O"
+        if outside and (token in SENTENCE_FINAL_TOKENS or length >= max_words):
+            pieces.append(
+                TaggedSentence(sentence.tokens[start : index + 1], sentence.tags[start : index + 1])
+            )
+            start = index + 1
+    if start < len(sentence.tokens):
+        pieces.append(TaggedSentence(sentence.tokens[start:], sentence.tags[start:]))
+    return pieces
+
+
+def read_europeana(path: PathLike, max_words: int = 128, to_iob2: bool = True) -> list[TaggedSentence]:
+    """Europeana Newspapers NER: `token tag` per line, IOB1, (almost) no blank lines.
+
+    The file is one stream of OCR'd newspaper pages, so sentences are recovered with
+    `split_long_segment` (sentence-final punctuation tagged `O`, at most `max_words` words
+    unless an entity straddles the limit); blank lines, where present, also end a sentence.
+    Tags are converted to IOB2 by default, because models fine-tuned on IOB2 data
+    (WikiNEuRal) predict `B-` at every entity start, and token accuracy or label-map checks
+    against IOB1 gold would count those as errors.
+    """
+    segments = read_columns(path, token_column=0, tag_column=1, delimiter=None)
+    sentences = [piece for segment in segments for piece in split_long_segment(segment, max_words)]
+    if to_iob2:
+        sentences = [TaggedSentence(s.tokens, iob1_to_iob2(s.tags)) for s in sentences]
+    return sentences
+
+
+def _first_content_lines(path: PathLike, limit: int = 1000) -> tuple[list[str], bool]:
+    """Up to `limit` non-blank, non-comment lines, and whether a blank line was seen among them."""
+    lines, saw_blank = [], False
+    for _, line in _lines(path):
+        if not line.strip():
+            saw_blank = saw_blank or bool(lines)
+        elif not line.startswith("#"):
+            lines.append(line)
+        if len(lines) >= limit:
+            break
+    return lines, saw_blank
+
+
+def guess_tagged_format(path: PathLike) -> str:
+    """Guess a format name of `TAGGED_FORMATS` from the file's first lines (extension as tie-break).
+
+    10 tab-separated fields → conllu; `int<TAB>token<TAB>tag` → wikineural; every token
+    `a|b|c` → wikiner; two fields → europeana when the extension is `.bio` or no blank line
+    appears in the first 1000 lines (an unsegmented stream), else columns.
+    """
+    lines, saw_blank = _first_content_lines(path)
+    if not lines:
+        raise ValueError(f"{path}: no content to guess a format from")
+    first = lines[0]
+    tab_fields = first.split("\t")
+    if len(tab_fields) == len(CONLLU_COLUMNS):
+        return "conllu"
+    if len(tab_fields) == 3 and tab_fields[0].isdigit():
+        return "wikineural"
+    if all(item.count("|") >= 2 for item in first.split()):
+        return "wikiner"
+    if len(first.split()) == 2:
+        unsegmented = pathlib.Path(path).suffix == ".bio" or not saw_blank
+        return "europeana" if unsegmented else "columns"
+    if len(first.split()) > 2:
+        return "columns"
+    raise ValueError(f"{path}: cannot guess the format from {first!r}; pass fmt= explicitly")
+
+
+def read_tagged(path: PathLike, fmt: str = "auto", **options: Any) -> list[TaggedSentence]:
+    """Read tagged sentences in any supported format; `options` go to the format's reader."""
+    readers = {
+        "wikiner": read_wikiner,
+        "conllu": read_conllu,
+        "wikineural": read_wikineural,
+        "europeana": read_europeana,
+        "columns": read_columns,
+    }
+    if fmt == "auto":
+        fmt = guess_tagged_format(path)
+    if fmt not in readers:
+        raise ValueError(f"unknown format {fmt!r}; expected 'auto' or one of {TAGGED_FORMATS}")
+    return readers[fmt](path, **options)
+
+
+# ------------------------------------------------------------------ classification data
+
+
+def read_tsv_examples(
+    path: PathLike,
+    text_column: str = "sentence",
+    label_column: str = "label",
+    pair_column: str | None = None,
+    delimiter: str = "\t",
+) -> list[TextExample]:
+    """Delimited file with a header row naming its columns (GLUE/FLUE/PAWS-X style TSV).
+
+    Quotes are not special (csv.QUOTE_NONE): these files hold raw sentences in which `"`
+    is text, and treating it as quoting would glue rows together.
+    """
+    examples = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+        wanted = [c for c in (text_column, pair_column, label_column) if c is not None]
+        missing = [c for c in wanted if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {missing} in header {reader.fieldnames}")
+        for row in reader:
+            if None in row.values():  # DictReader pads short rows with None
+                raise ValueError(f"{path}:{reader.line_num}: too few fields")
+            pair = row[pair_column] if pair_column is not None else None
+            examples.append(TextExample(row[text_column], pair, str(row[label_column])))
+    return examples
+
+
+def read_jsonl_examples(
+    path: PathLike,
+    text_field: str = "text",
+    label_field: str = "label",
+    pair_field: str | None = None,
+) -> list[TextExample]:
+    """One JSON object a line; labels are turned into strings so every source agrees."""
+    examples = []
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            pair = str(record[pair_field]) if pair_field is not None else None
+            examples.append(TextExample(str(record[text_field]), pair, str(record[label_field])))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}:{number}: {type(error).__name__}: {error}") from None
+    return examples
+
+
+@dataclass(frozen=True)
+class HFTaskSpec:
+    """Where a classification task lives on the HF Hub and which fields hold text and label."""
+
+    name: str
+    config: str | None
+    text_fields: tuple[str, ...]
+    label_field: str
+
+
+HF_TASKS: dict[str, HFTaskSpec] = {
+    # The three classification tasks reported for DistilCamemBERT.
+    "flue_cls": HFTaskSpec("flue", "CLS", ("text",), "label"),
+    "pawsx_fr": HFTaskSpec("paws-x", "fr", ("sentence1", "sentence2"), "label"),
+    "xnli_fr": HFTaskSpec("xnli", "fr", ("premise", "hypothesis"), "label"),
+}
+
+
+def examples_from_records(
+    records: Iterable[dict[str, Any]],
+    text_fields: Sequence[str],
+    label_field: str,
+    label_names: Sequence[str] | None = None,
+) -> list[TextExample]:
+    """Turn dict rows into TextExamples; integer labels become names when `label_names` is given."""
+    if len(text_fields) not in (1, 2):
+        raise ValueError(f"expected one or two text fields, got {list(text_fields)}")
+    examples = []
+    for record in records:
+        label = record[label_field]
+        if label_names is not None and isinstance(label, int):
+            if not 0 <= label < len(label_names):
+                raise ValueError(f"label {label} outside 0..{len(label_names) - 1} ({label_names})")
+            label = label_names[label]
+        pair = str(record[text_fields[1]]) if len(text_fields) == 2 else None
+        examples.append(TextExample(str(record[text_fields[0]]), pair, str(label)))
+    return examples
+
+
+def load_hf_classification(
+    name: str,
+    config: str | None,
+    split: str,
+    text_fields: Sequence[str],
+    label_field: str,
+) -> list[TextExample]:
+    """Load a classification split with `datasets` (needs network or a warm HF cache).
+
+    ClassLabel integers become their names, so labels match those of TSV/JSONL files.
+    """
+    import datasets  # heavy; only users of the Hub path pay for it
+
+    dataset = datasets.load_dataset(name, config, split=split)
+    feature = dataset.features.get(label_field)
+    label_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    return examples_from_records(dataset, text_fields, label_field, label_names)
+
+
+def load_hf_task(task: str, split: str) -> list[TextExample]:
+    """Load one of `HF_TASKS` by its short name (what configs refer to)."""
+    if task not in HF_TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(HF_TASKS)}")
+    spec = HF_TASKS[task]
+    return load_hf_classification(spec.name, spec.config, split, spec.text_fields, spec.label_field)
+
+
+# ---------------------------------------------------------------------------- label vocab
+
+
+def _labels_of(examples: Iterable[TaggedSentence | TextExample]) -> Iterator[str]:
+    for example in examples:
+        if isinstance(example, TaggedSentence):
+            yield from example.tags
+        else:
+            yield example.label
+
+
+def build_label_map(train_examples: Iterable[TaggedSentence | TextExample]) -> dict[str, int]:
+    """Label → id from the training data, sorted, so the same data always gives the same ids."""
+    labels = sorted(set(_labels_of(train_examples)))
+    if not labels:
+        raise ValueError("no labels in the training examples")
+    return {label: index for index, label in enumerate(labels)}
+
+
+def check_labels_known(
+    examples: Iterable[TaggedSentence | TextExample],
+    label_map: dict[str, int],
+    source: str,
+) -> None:
+    """Fail early when dev/test data holds labels the training data never showed.
+
+    A model cannot predict them and they would be silently mapped to nothing; `source`
+    (usually the file path) goes into the message with each unseen label and its count.
+    """
+    unseen = Counter(label for label in _labels_of(examples) if label not in label_map)
+    if unseen:
+        listed = ", ".join(f"{label!r} ({count}x)" for label, count in sorted(unseen.items()))
+        raise ValueError(
+            f"{source}: label(s) absent from the training data: {listed}; known labels: {sorted(label_map)}"
+        )

@@ -1,0 +1,51 @@
+"""Shared test set-up.
+
+Eight fake CPU devices are configured before JAX is imported, so the sharding tests can
+build real meshes on a CPU-only machine; single-device code simply uses the first one.
+A persistent compilation cache keeps repeated jit compiles cheap across test files.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+jax.config.update("jax_compilation_cache_dir", str(REPO_ROOT / ".jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+    """The real French data in ../shared/data; tests that need it skip where it is absent."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"real French data not found at {SHARED_DATA} (see README: ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def french_lines(shared_data_dir) -> list[str]:
+    """A few thousand lines of real French prose (one ELTeC novel, ../shared/data/fr_novels)."""
+    novels = sorted((shared_data_dir / "fr_novels").glob("*.txt"))
+    with open(novels[0], encoding="utf-8") as f:
+        return [line.strip() for line, _ in zip(f, range(4000)) if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def french_tokenizer_dir(french_lines, tmp_path_factory) -> pathlib.Path:
+    """A 1 000-token CamemBERT-style tokenizer trained on `french_lines`, saved once per session."""
+    from jaxdistil.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(french_lines, vocab_size=1000, out_dir=out)
+    return out
