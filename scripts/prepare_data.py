@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxdistil.data import corpus
 from jaxdistil.data.tokenize import (
@@ -31,8 +32,13 @@ from jaxdistil.data.tokenize import (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_argument_group("input (local files, or an HF dataset)")
-    source.add_argument("--input", nargs="+", default=[], metavar="PATH",
-                        help=".txt (one document per line) / .jsonl files, directories, globs")
+    source.add_argument(
+        "--input",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help=".txt (one document per line) / .jsonl files, directories, globs",
+    )
     source.add_argument("--text-field", default="text", help="text field of .jsonl / HF records")
     source.add_argument("--hf-dataset", help="HF dataset name, streamed (needs the network)")
     source.add_argument("--hf-config", help="HF dataset config, e.g. unshuffled_deduplicated_fr")
@@ -41,23 +47,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, required=True, help="block length, with <s> </s>")
     parser.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
     parser.add_argument("--max-docs", type=int, help="stop after this many documents per split")
-    parser.add_argument("--holdout-files", type=int, default=0, metavar="K",
-                        help="hold out K whole files (seeded choice) as OUT/eval")
+    parser.add_argument(
+        "--holdout-files",
+        type=int,
+        default=0,
+        metavar="K",
+        help="hold out K whole files (seeded choice) as OUT/eval",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out file choice")
-    parser.add_argument("--min-chars", type=int, default=1,
-                        help="drop documents shorter than this after cleaning")
-    parser.add_argument("--doc-boundary", choices=("line", "paragraph"), default="line",
-                        help=".txt documents: one per line, or per blank-line paragraph")
-    parser.add_argument("--keep-remainder", action="store_true",
-                        help="pad the final partial block instead of dropping it")
+    parser.add_argument(
+        "--min-chars", type=int, default=1, help="drop documents shorter than this after cleaning"
+    )
+    parser.add_argument(
+        "--doc-boundary",
+        choices=("line", "paragraph"),
+        default="line",
+        help=".txt documents: one per line, or per blank-line paragraph",
+    )
+    parser.add_argument(
+        "--keep-remainder", action="store_true", help="pad the final partial block instead of dropping it"
+    )
     parser.add_argument("--blocks-per-shard", type=int, default=65536)
     parser.add_argument("--overwrite", action="store_true", help="replace existing shards")
     args = parser.parse_args(argv)
     if bool(args.input) == bool(args.hf_dataset):
         parser.error("give exactly one of --input PATHS... or --hf-dataset NAME")
     if args.hf_dataset and args.holdout_files:
-        parser.error("--holdout-files needs local --input files; for an HF dataset run "
-                     "again with --hf-split set to its validation split")
+        parser.error(
+            "--holdout-files needs local --input files; for an HF dataset run "
+            "again with --hf-split set to its validation split"
+        )
     return args
 
 
@@ -73,48 +92,56 @@ def split_sources(args: argparse.Namespace) -> dict[str, list[pathlib.Path] | No
 
 
 def texts_for(args: argparse.Namespace, files, stats: corpus.CorpusStats) -> Iterator[str]:
-    common = dict(text_field=args.text_field, min_chars=args.min_chars,
-                  max_docs=args.max_docs, stats=stats)
+    common = dict(text_field=args.text_field, min_chars=args.min_chars, max_docs=args.max_docs, stats=stats)
     if files is None:
-        return corpus.iter_hf_texts(args.hf_dataset, config=args.hf_config,
-                                    split=args.hf_split, **common)
+        return corpus.iter_hf_texts(args.hf_dataset, config=args.hf_config, split=args.hf_split, **common)
     return corpus.iter_local_texts(files, doc_boundary=args.doc_boundary, **common)
 
 
 def write_split(args, tokenizer, split: str, files) -> tuple[ShardMeta, corpus.CorpusStats]:
     stats = corpus.CorpusStats()
-    with tqdm(desc=f"{split} docs", unit="doc") as docs_bar, \
-         tqdm(desc=f"{split} tokens", unit="tok", unit_scale=True) as tokens_bar:
+    with (
+        tqdm(desc=f"{split} docs", unit="doc") as docs_bar,
+        tqdm(desc=f"{split} tokens", unit="tok", unit_scale=True) as tokens_bar,
+    ):
 
         def on_progress(progress: TokenizeProgress) -> None:
             docs_bar.update(progress.docs - docs_bar.n)
             tokens_bar.update(progress.tokens - tokens_bar.n)
 
         meta = tokenize_to_shards(
-            texts_for(args, files, stats), tokenizer, args.out / split,
-            seq_len=args.seq_len, tokenizer_name=args.tokenizer,
-            drop_remainder=not args.keep_remainder, blocks_per_shard=args.blocks_per_shard,
-            on_progress=on_progress, overwrite=args.overwrite,
+            texts_for(args, files, stats),
+            tokenizer,
+            args.out / split,
+            seq_len=args.seq_len,
+            tokenizer_name=args.tokenizer,
+            drop_remainder=not args.keep_remainder,
+            blocks_per_shard=args.blocks_per_shard,
+            on_progress=on_progress,
+            overwrite=args.overwrite,
         )
     return meta, stats
 
 
 def summary(split: str, meta: ShardMeta, stats: corpus.CorpusStats, files) -> str:
     source = "HF dataset" if files is None else f"{len(files)} file(s)"
-    return (f"{split}: {source}, {stats.docs_kept} docs kept ({stats.docs_dropped} dropped, "
-            f"{stats.undecodable_bytes} undecodable bytes) -> {meta.num_blocks} blocks x "
-            f"{meta.seq_len} = {meta.num_tokens} tokens in {len(meta.shards)} shard(s)")
+    return (
+        f"{split}: {source}, {stats.docs_kept} docs kept ({stats.docs_dropped} dropped, "
+        f"{stats.undecodable_bytes} undecodable bytes) -> {meta.num_blocks} blocks x "
+        f"{meta.seq_len} = {meta.num_tokens} tokens in {len(meta.shards)} shard(s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    lines = []
     try:
-        tokenizer = load_fast_tokenizer(args.tokenizer)
-        lines = []
-        for split, files in split_sources(args).items():
-            meta, stats = write_split(args, tokenizer, split, files)
-            lines.append(summary(split, meta, stats, files))
+        with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+            tokenizer = load_fast_tokenizer(args.tokenizer)
+            for split, files in split_sources(args).items():
+                meta, stats = write_split(args, tokenizer, split, files)
+                lines.append(summary(split, meta, stats, files))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         print(f"prepare_data: error: {e}", file=sys.stderr)
         return 2

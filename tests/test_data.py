@@ -50,7 +50,11 @@ def test_clean_text_strips_normalises_to_nfc_and_drops_short():
 
 
 def test_local_txt_drops_empty_short_and_undecodable_bytes_and_counts_them(tmp_path, caplog):
-    data = "Bonjour à tous\n\n   \nab\nLe caf".encode() + b"\xe9\xff au lait\n" + "e\u0301te\u0301 chaud\n".encode()
+    data = (
+        "Bonjour à tous\n\n   \nab\nLe caf".encode()
+        + b"\xe9\xff au lait\n"  # a latin-1 "é" and a stray byte: 2 undecodable bytes
+        + "e\u0301te\u0301 chaud\n".encode()
+    )
     path = write_bytes(tmp_path, "a.txt", data)
     stats = corpus.CorpusStats()
     with caplog.at_level(logging.WARNING, logger="jaxdistil.data.corpus"):
@@ -72,8 +76,7 @@ def test_paragraph_documents_and_max_docs(tmp_path):
 def test_jsonl_reads_the_configured_field_and_names_a_missing_one(tmp_path):
     lines = [{"content": "Première phrase.", "id": 1}, {"content": "Deuxième."}, {"content": None}]
     path = write_bytes(tmp_path, "d.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
-    assert list(corpus.iter_local_texts([path], text_field="content")) == [
-        "Première phrase.", "Deuxième."]
+    assert list(corpus.iter_local_texts([path], text_field="content")) == ["Première phrase.", "Deuxième."]
     with pytest.raises(ValueError, match=r"d\.jsonl:1: no field 'text'.*--text-field"):
         list(corpus.iter_local_texts([path]))
 
@@ -115,8 +118,7 @@ def test_empty_corpus_names_the_input_and_what_to_check(tmp_path):
 
 @pytest.mark.parametrize(
     "data, why",
-    [(b"PK\x03\x04\x00\x00binary\x00zip", "NUL bytes"),
-     (bytes(range(128, 256)) * 20, "not valid UTF-8")],
+    [(b"PK\x03\x04\x00\x00binary\x00zip", "NUL bytes"), (bytes(range(128, 256)) * 20, "not valid UTF-8")],
 )
 def test_binary_file_is_refused_by_name(tmp_path, data, why):
     good = write_bytes(tmp_path, "good.txt", b"une ligne correcte\n")
@@ -200,12 +202,15 @@ def test_tokenize_texts_uses_no_special_tokens(tiny_tokenizer):
 
 def test_shards_round_trip_and_memory_map(tmp_path, tiny_tokenizer):
     texts = FRENCH_LINES[:60]
-    meta = tok.tokenize_to_shards(texts, tiny_tokenizer, tmp_path / "train", seq_len=16,
-                                  tokenizer_name="tiny", blocks_per_shard=7)
-    expected = tok.pack_blocks(tok.tokenize_texts(texts, tiny_tokenizer), seq_len=16,
-                               ids=tok.special_ids(tiny_tokenizer))
-    blocks, read_meta = tok.read_shards(tmp_path / "train", expected_seq_len=16,
-                                        expected_vocab_size=len(tiny_tokenizer))
+    meta = tok.tokenize_to_shards(
+        texts, tiny_tokenizer, tmp_path / "train", seq_len=16, tokenizer_name="tiny", blocks_per_shard=7
+    )
+    expected = tok.pack_blocks(
+        tok.tokenize_texts(texts, tiny_tokenizer), seq_len=16, ids=tok.special_ids(tiny_tokenizer)
+    )
+    blocks, read_meta = tok.read_shards(
+        tmp_path / "train", expected_seq_len=16, expected_vocab_size=len(tiny_tokenizer)
+    )
     assert read_meta == meta
     assert (meta.num_blocks, meta.num_docs, meta.tokenizer) == (len(expected), 60, "tiny")
     assert len(meta.shards) == -(-len(expected) // 7) > 1
@@ -238,15 +243,33 @@ def test_prepare_data_cli_writes_train_and_eval_and_fails_clearly(tmp_path, tiny
     for i in range(4):
         write_bytes(tmp_path, f"corpus/novel{i}.txt", "\n".join(FRENCH_LINES[i::4]).encode())
     main = runpy.run_path(str(REPO_ROOT / "scripts" / "prepare_data.py"))["main"]
-    argv = ["--input", str(tmp_path / "corpus"), "--tokenizer", str(tmp_path / "tok"),
-            "--seq-len", "32", "--out", str(tmp_path / "out"), "--holdout-files", "1"]
+    argv = [
+        "--input",
+        str(tmp_path / "corpus"),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--seq-len",
+        "32",
+        "--out",
+        str(tmp_path / "out"),
+        "--holdout-files",
+        "1",
+    ]
     assert main(argv) == 0
     assert "train: 3 file(s)" in capsys.readouterr().out
     train, _ = tok.read_shards(tmp_path / "out" / "train", expected_seq_len=32)
     held, _ = tok.read_shards(tmp_path / "out" / "eval", expected_seq_len=32)
     assert len(train) > len(held) > 0
-    bad = ["--input", str(tmp_path / "missing"), "--tokenizer", str(tmp_path / "tok"),
-           "--seq-len", "32", "--out", str(tmp_path / "out2")]
+    bad = [
+        "--input",
+        str(tmp_path / "missing"),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--seq-len",
+        "32",
+        "--out",
+        str(tmp_path / "out2"),
+    ]
     assert main(bad) == 2
     assert "missing does not exist" in capsys.readouterr().err
 
@@ -320,20 +343,28 @@ def test_each_epoch_covers_every_block_once_in_a_new_order():
     assert epochs[0] != list(range(24))
 
 
+def test_neighbouring_seeds_do_not_share_epoch_orders():
+    """grain seeds epoch e with seed + e: without hashing, seed 1's first epoch is seed 0's second."""
+    blocks = numbered_blocks(24)
+    seed0 = sum((block_numbers(b) for b in take(train_iter(blocks, seed=0), 12)), [])
+    seed1 = sum((block_numbers(b) for b in take(train_iter(blocks, seed=1), 6)), [])
+    assert seed1 != seed0[24:]
+
+
 def test_finite_epochs_stop_after_the_last_full_global_batch_on_every_process():
-    blocks = numbered_blocks(10)  # 2 epochs = 20 blocks = 5 global batches of 4
+    blocks = numbered_blocks(11)  # 2 epochs = 22 blocks: 5 global batches of 4, 2 left over
     single = list(train_iter(blocks, num_epochs=2))
-    parts = [list(train_iter(blocks, num_epochs=2, process_index=p, process_count=2))
-             for p in range(2)]
-    assert len(single) == len(parts[0]) == len(parts[1]) == 5
+    parts = [list(train_iter(blocks, num_epochs=2, process_index=p, process_count=4)) for p in range(4)]
+    assert len(single) == 5 and [len(part) for part in parts] == [5] * 4
 
 
 def test_two_processes_split_each_global_batch_disjointly():
     blocks = numbered_blocks(26)
     single = [block_numbers(b) for b in take(train_iter(blocks), 20)]
-    halves = [[block_numbers(b) for b in take(train_iter(blocks, process_index=p,
-                                                          process_count=2), 20)]
-              for p in range(2)]
+    halves = [
+        [block_numbers(b) for b in take(train_iter(blocks, process_index=p, process_count=2), 20)]
+        for p in range(2)
+    ]
     for step in range(20):
         zero, one = halves[0][step], halves[1][step]
         assert len(zero) == len(one) == 2
@@ -376,18 +407,26 @@ def test_orbax_checkpoint_manager_round_trip_resumes_bit_identically(tmp_path):
     take(iterator, 4)
     options = ocp.CheckpointManagerOptions(enable_async_checkpointing=True)
     with ocp.CheckpointManager(tmp_path / "ckpt", options=options) as manager:
-        manager.save(4, args=ocp.args.Composite(
-            state=ocp.args.StandardSave({"w": np.arange(3.0)}),
-            data_iter=pipeline.iterator_save_args(iterator)))
+        manager.save(
+            4,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave({"w": np.arange(3.0)}),
+                data_iter=pipeline.iterator_save_args(iterator),
+            ),
+        )
         expected = take(iterator, 15)  # the iterator moves on while the save completes
         manager.wait_until_finished()
 
     fresh = train_iter(blocks, seed=5, global_batch_size=2)
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
         assert manager.latest_step() == 4
-        restored = manager.restore(4, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore({"w": np.zeros(3)}),
-            data_iter=pipeline.iterator_restore_args(fresh)))
+        restored = manager.restore(
+            4,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore({"w": np.zeros(3)}),
+                data_iter=pipeline.iterator_restore_args(fresh),
+            ),
+        )
     assert restored.data_iter is fresh
     np.testing.assert_array_equal(restored.state["w"], np.arange(3.0))
     for a, b in zip(take(fresh, 15), expected, strict=True):
@@ -397,17 +436,28 @@ def test_orbax_checkpoint_manager_round_trip_resumes_bit_identically(tmp_path):
 
 def test_eval_batches_are_ordered_complete_and_padded_to_full_batches():
     blocks = numbered_blocks(10)
-    single = list(pipeline.make_eval_batches(blocks, global_batch_size=4, pad_id=PAD,
-                                             process_index=0, process_count=1))
+    single = list(
+        pipeline.make_eval_batches(blocks, global_batch_size=4, pad_id=PAD, process_index=0, process_count=1)
+    )
     assert len(single) == 3
     ids = np.concatenate([b["input_ids"] for b in single])
     np.testing.assert_array_equal(ids[:10], blocks)
     assert (ids[10:] == PAD).all()
     assert np.concatenate([b["attention_mask"] for b in single])[10:].sum() == 0
-    assert [block_numbers(b) for b in single] == [block_numbers(b) for b in pipeline.make_eval_batches(
-        blocks, global_batch_size=4, pad_id=PAD, process_index=0, process_count=1)]
-    parts = [list(pipeline.make_eval_batches(blocks, global_batch_size=4, pad_id=PAD,
-                                             process_index=p, process_count=2)) for p in range(2)]
+    assert [block_numbers(b) for b in single] == [
+        block_numbers(b)
+        for b in pipeline.make_eval_batches(
+            blocks, global_batch_size=4, pad_id=PAD, process_index=0, process_count=1
+        )
+    ]
+    parts = [
+        list(
+            pipeline.make_eval_batches(
+                blocks, global_batch_size=4, pad_id=PAD, process_index=p, process_count=2
+            )
+        )
+        for p in range(2)
+    ]
     assert len(parts[0]) == len(parts[1]) == 3
     for step in range(3):
         rows = np.concatenate([parts[0][step]["input_ids"], parts[1][step]["input_ids"]])
@@ -415,11 +465,11 @@ def test_eval_batches_are_ordered_complete_and_padded_to_full_batches():
 
 
 def test_pipeline_reads_memory_mapped_shards(tmp_path, tiny_tokenizer):
-    tok.tokenize_to_shards(FRENCH_LINES[:60], tiny_tokenizer, tmp_path, seq_len=16,
-                           blocks_per_shard=5)
+    tok.tokenize_to_shards(FRENCH_LINES[:60], tiny_tokenizer, tmp_path, seq_len=16, blocks_per_shard=5)
     blocks, meta = tok.read_shards(tmp_path, expected_seq_len=16)
-    batches = list(pipeline.make_train_iterator(blocks, global_batch_size=4, seed=0,
-                                                pad_id=meta.pad_id, num_epochs=1))
+    batches = list(
+        pipeline.make_train_iterator(blocks, global_batch_size=4, seed=0, pad_id=meta.pad_id, num_epochs=1)
+    )
     assert len(batches) == meta.num_blocks // 4
     seen = np.concatenate([b["input_ids"] for b in batches])
     all_rows = {r.tobytes() for r in blocks.to_array()}

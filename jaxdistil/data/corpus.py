@@ -113,9 +113,7 @@ def resolve_paths(inputs: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
         files.extend(_resolve_one(str(item)))
     unique = sorted(set(files))
     if not unique:
-        raise FileNotFoundError(
-            f"no {'/'.join(SUPPORTED_SUFFIXES)} files found in {list(map(str, inputs))}."
-        )
+        raise FileNotFoundError(f"no {'/'.join(SUPPORTED_SUFFIXES)} files found in {list(map(str, inputs))}.")
     return unique
 
 
@@ -124,9 +122,7 @@ def _resolve_one(item: str) -> list[pathlib.Path]:
     if path.is_dir():
         found = [p for p in path.rglob("*") if p.is_file() and p.suffix in SUPPORTED_SUFFIXES]
         if not found:
-            raise FileNotFoundError(
-                f"directory {path} holds no {'/'.join(SUPPORTED_SUFFIXES)} files."
-            )
+            raise FileNotFoundError(f"directory {path} holds no {'/'.join(SUPPORTED_SUFFIXES)} files.")
         return found
     if path.is_file():
         if path.suffix not in SUPPORTED_SUFFIXES:
@@ -140,9 +136,7 @@ def _resolve_one(item: str) -> list[pathlib.Path]:
         matches = [pathlib.Path(p) for p in glob.glob(item, recursive=True)]
         found = [p for p in matches if p.is_file() and p.suffix in SUPPORTED_SUFFIXES]
         if not found:
-            raise FileNotFoundError(
-                f"glob {item!r} matches no {'/'.join(SUPPORTED_SUFFIXES)} files."
-            )
+            raise FileNotFoundError(f"glob {item!r} matches no {'/'.join(SUPPORTED_SUFFIXES)} files.")
         return found
     raise FileNotFoundError(f"corpus path {path} does not exist (check --input).")
 
@@ -179,9 +173,7 @@ def _iter_raw_lines(path: pathlib.Path, stats: CorpusStats) -> Iterator[tuple[in
         logger.warning("%s: dropped %d undecodable (non-UTF-8) bytes", path, bad_in_file)
 
 
-def iter_txt_documents(
-    path: pathlib.Path, *, doc_boundary: DocBoundary, stats: CorpusStats
-) -> Iterator[str]:
+def iter_txt_documents(path: pathlib.Path, *, doc_boundary: DocBoundary, stats: CorpusStats) -> Iterator[str]:
     """Raw documents of a text file: one per line, or one per blank-line-separated paragraph."""
     if doc_boundary == "line":
         for _, line in _iter_raw_lines(path, stats):
@@ -200,9 +192,7 @@ def iter_txt_documents(
         yield " ".join(paragraph)
 
 
-def iter_jsonl_documents(
-    path: pathlib.Path, *, text_field: str, stats: CorpusStats
-) -> Iterator[str]:
+def iter_jsonl_documents(path: pathlib.Path, *, text_field: str, stats: CorpusStats) -> Iterator[str]:
     """Raw documents of a JSON-lines file: the `text_field` of each object."""
     for line_no, line in _iter_raw_lines(path, stats):
         if not line.strip():
@@ -221,9 +211,7 @@ def iter_jsonl_documents(
         if value is None:
             continue
         if not isinstance(value, str):
-            raise ValueError(
-                f"{path}:{line_no}: field {text_field!r} is a {type(value).__name__}, not text."
-            )
+            raise ValueError(f"{path}:{line_no}: field {text_field!r} is a {type(value).__name__}, not text.")
         yield value
 
 
@@ -275,8 +263,7 @@ def iter_local_texts(
         else:
             raw_docs = iter_txt_documents(path, doc_boundary=doc_boundary, stats=stats)
         yield from clean_documents(raw_docs, min_chars=min_chars, stats=stats, max_docs=max_docs)
-    _finish(stats, source=f"{len(files)} file(s) from {[str(i) for i in inputs]}",
-            min_chars=min_chars)
+    _finish(stats, source=_describe_files(files), min_chars=min_chars)
 
 
 def iter_hf_texts(
@@ -320,6 +307,13 @@ def iter_hf_texts(
     _finish(stats, source=f"HF dataset {name!r} ({config!r}, {split!r})", min_chars=min_chars)
 
 
+def _describe_files(files: Sequence[pathlib.Path], shown: int = 3) -> str:
+    """'N file(s) (a, b, c and K more)': names the files without flooding the log."""
+    names = ", ".join(str(f) for f in files[:shown])
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"{len(files)} file(s) ({names}{more})"
+
+
 def _finish(stats: CorpusStats, *, source: str, min_chars: int) -> None:
     """Logs the counts; raises when cleaning left nothing, naming the source."""
     if stats.docs_kept == 0:
@@ -330,10 +324,14 @@ def _finish(stats: CorpusStats, *, source: str, min_chars: int) -> None:
         )
     logger.info(
         "read %s: kept %d documents (%d chars), dropped %d empty/short",
-        source, stats.docs_kept, stats.chars_kept, stats.docs_dropped,
+        source,
+        stats.docs_kept,
+        stats.chars_kept,
+        stats.docs_dropped,
     )
     if stats.undecodable_bytes:
         logger.warning(
             "dropped %d undecodable bytes in total, in %s",
-            stats.undecodable_bytes, stats.files_with_undecodable_bytes,
+            stats.undecodable_bytes,
+            stats.files_with_undecodable_bytes,
         )

@@ -44,10 +44,10 @@ logger = logging.getLogger(__name__)
 
 Batch = dict[str, np.ndarray]
 
+_SHUFFLE_STREAM = 0x5EED_DA7A  # keeps the shuffle's seed stream apart from other uses of `seed`
 
-def resolve_process(
-    process_index: int | None, process_count: int | None
-) -> tuple[int, int]:
+
+def resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     """(index, count) of this process, defaulting to JAX's; validated."""
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
@@ -64,6 +64,16 @@ def per_process_batch_size(global_batch_size: int, process_count: int) -> int:
             f"process count {process_count}."
         )
     return global_batch_size // process_count
+
+
+def shuffle_seed(seed: int) -> int:
+    """A well-mixed 32-bit shuffle seed derived from the run's seed.
+
+    grain shuffles epoch e with seed `(seed + e) % 2**32`, so runs with seeds s and s+1
+    would share all but one epoch order (shifted by one); hashing the seed first makes
+    neighbouring run seeds unrelated.
+    """
+    return int(np.random.SeedSequence([seed, _SHUFFLE_STREAM]).generate_state(1)[0])
 
 
 def to_model_inputs(block_batch: np.ndarray, pad_id: int) -> Batch:
@@ -103,19 +113,29 @@ def make_train_dataset(
     index, count = resolve_process(process_index, process_count)
     local_batch = per_process_batch_size(global_batch_size, count)
     _check_blocks(blocks, global_batch_size, "training data")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs must be >= 1 or None, got {num_epochs}")
 
-    ds = grain.MapDataset.source(blocks)[index::count]; index, count = 0, 1
-    # Shuffle before repeat: grain folds the epoch into the seed, so each epoch gets its
-    # own order and no epoch's blocks mix with another's.
-    ds = ds.shuffle(seed=seed).repeat(num_epochs)
+    ds = grain.MapDataset.source(blocks)
+    # Shuffle before repeat: grain reseeds each epoch, so each epoch gets its own order and
+    # no epoch's blocks mix with another's.
+    ds = ds.shuffle(seed=shuffle_seed(seed)).repeat(num_epochs)
     if num_epochs is not None:
         ds = ds[: len(ds) // global_batch_size * global_batch_size]
     ds = ds[index::count]
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_stack_blocks)
+    logger.info(
+        "train data: %d blocks, process %d of %d loads %d of %d rows per step, seed %d, epochs %s",
+        len(blocks),
+        index,
+        count,
+        local_batch,
+        global_batch_size,
+        seed,
+        num_epochs or "unbounded",
+    )
     return ds.map(functools.partial(to_model_inputs, pad_id=pad_id))
 
 

@@ -15,6 +15,7 @@ Shards on disk (one directory):
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import logging
@@ -92,9 +93,7 @@ def special_ids(tokenizer: Any) -> SpecialIds:
     return SpecialIds(bos_id=int(bos), eos_id=int(eos), pad_id=int(pad))
 
 
-def tokenize_texts(
-    texts: Iterable[str], tokenizer: Any, *, batch_size: int = 1000
-) -> Iterator[list[int]]:
+def tokenize_texts(texts: Iterable[str], tokenizer: Any, *, batch_size: int = 1000) -> Iterator[list[int]]:
     """Token ids of each text, without special tokens, tokenised in batches for speed."""
     batch: list[str] = []
     for text in texts:
@@ -108,9 +107,7 @@ def tokenize_texts(
 
 def _encode_batch(batch: list[str], tokenizer: Any) -> list[list[int]]:
     # verbose=False: documents longer than model_max_length are expected (we pack them).
-    encoded = tokenizer(
-        batch, add_special_tokens=False, return_attention_mask=False, verbose=False
-    )
+    encoded = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, verbose=False)
     return encoded["input_ids"]
 
 
@@ -166,16 +163,13 @@ def pack_blocks(
     drop_remainder: bool = True,
 ) -> np.ndarray:
     """All packed blocks as one int32 array (N, seq_len); see `iter_packed_blocks`."""
-    blocks = list(iter_packed_blocks(token_docs, seq_len=seq_len, ids=ids,
-                                     drop_remainder=drop_remainder))
+    blocks = list(iter_packed_blocks(token_docs, seq_len=seq_len, ids=ids, drop_remainder=drop_remainder))
     if not blocks:
         return np.zeros((0, seq_len), dtype=np.int32)
     return np.stack(blocks)
 
 
-def count_token_ids(
-    blocks: np.ndarray, vocab_size: int, *, ignore_ids: Sequence[int] = ()
-) -> np.ndarray:
+def count_token_ids(blocks: np.ndarray, vocab_size: int, *, ignore_ids: Sequence[int] = ()) -> np.ndarray:
     """Occurrences of each vocabulary id in `blocks`, as int64 (vocab_size,).
 
     DistilBERT's `mlm_smoothing` masks rare tokens more often (p ~ count**-0.7); padding
@@ -213,8 +207,7 @@ def write_shards(
     out = pathlib.Path(out_dir)
     if (out / META_FILE).exists() and not overwrite:
         raise FileExistsError(
-            f"{out} already holds token shards ({META_FILE}); choose another --out or "
-            "remove it first."
+            f"{out} already holds token shards ({META_FILE}); choose another --out or remove it first."
         )
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob("shard_*.npy")) + [out / META_FILE]:
@@ -262,8 +255,9 @@ def write_shards(
         shards=tuple(shard_names),
     )
     (out / META_FILE).write_text(meta.to_json())
-    logger.info("wrote %d blocks (%d tokens) in %d shard(s) to %s",
-                num_blocks, meta.num_tokens, len(shard_names), out)
+    logger.info(
+        "wrote %d blocks (%d tokens) in %d shard(s) to %s", num_blocks, meta.num_tokens, len(shard_names), out
+    )
     return meta
 
 
@@ -279,10 +273,10 @@ class PackedBlocks(Sequence):
             raise ValueError("PackedBlocks needs at least one shard")
         self._shards = list(shards)
         self.seq_len = int(self._shards[0].shape[1])
-        self._ends = np.cumsum([len(s) for s in self._shards])
+        self._ends = np.cumsum([len(s) for s in self._shards]).tolist()  # plain ints: bisect
 
     def __len__(self) -> int:
-        return int(self._ends[-1])
+        return self._ends[-1]
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
@@ -292,8 +286,8 @@ class PackedBlocks(Sequence):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"block {index} out of range [0, {len(self)})")
-        shard = int(np.searchsorted(self._ends, index, side="right"))
-        start = 0 if shard == 0 else int(self._ends[shard - 1])
+        shard = bisect.bisect_right(self._ends, index)
+        start = 0 if shard == 0 else self._ends[shard - 1]
         return np.asarray(self._shards[shard][index - start])
 
     def to_array(self) -> np.ndarray:
@@ -307,8 +301,11 @@ def read_meta(shard_dir: str | pathlib.Path) -> ShardMeta:
     meta_path = path / META_FILE
     if not meta_path.exists():
         nested = sorted(p.parent.name for p in path.glob(f"*/{META_FILE}"))
-        hint = f" It has shard subdirectories {nested}: point at one of them." if nested else (
-            " Create shards with scripts/prepare_data.py.")
+        hint = (
+            f" It has shard subdirectories {nested}: point at one of them."
+            if nested
+            else (" Create shards with scripts/prepare_data.py.")
+        )
         raise FileNotFoundError(f"no {META_FILE} in {path}: not a token-shard directory.{hint}")
     return ShardMeta.from_json(meta_path.read_text())
 
@@ -343,8 +340,9 @@ def read_shards(
     """Memory-maps a shard directory after checking it matches what the caller expects."""
     path = pathlib.Path(shard_dir)
     meta = read_meta(path)
-    check_meta(meta, shard_dir=path, expected_seq_len=expected_seq_len,
-               expected_vocab_size=expected_vocab_size)
+    check_meta(
+        meta, shard_dir=path, expected_seq_len=expected_seq_len, expected_vocab_size=expected_vocab_size
+    )
     shards = []
     for name in meta.shards:
         shard_path = path / name
@@ -358,9 +356,7 @@ def read_shards(
         shards.append(array)
     blocks = PackedBlocks(shards)
     if len(blocks) != meta.num_blocks:
-        raise ValueError(
-            f"{path}: shards hold {len(blocks)} blocks but {META_FILE} says {meta.num_blocks}."
-        )
+        raise ValueError(f"{path}: shards hold {len(blocks)} blocks but {META_FILE} says {meta.num_blocks}.")
     return blocks, meta
 
 
@@ -370,8 +366,7 @@ def read_token_counts(shard_dir: str | pathlib.Path) -> np.ndarray:
     meta = read_meta(path)
     counts = np.load(path / meta.token_counts_file)
     if counts.shape != (meta.vocab_size,):
-        raise ValueError(f"{path}: token counts of shape {counts.shape}, "
-                         f"expected ({meta.vocab_size},).")
+        raise ValueError(f"{path}: token counts of shape {counts.shape}, expected ({meta.vocab_size},).")
     return counts
 
 
@@ -409,8 +404,7 @@ def tokenize_to_shards(
             yield doc
 
     token_docs = counted(tokenize_texts(texts, tokenizer, batch_size=batch_size))
-    blocks = iter_packed_blocks(token_docs, seq_len=seq_len, ids=ids,
-                                drop_remainder=drop_remainder)
+    blocks = iter_packed_blocks(token_docs, seq_len=seq_len, ids=ids, drop_remainder=drop_remainder)
     return write_shards(
         blocks,
         out_dir,

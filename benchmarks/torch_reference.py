@@ -1,0 +1,183 @@
+"""The same distillation step in plain PyTorch + HF `CamembertForMaskedLM`, for comparison.
+
+Our own re-statement of the DistilBERT distiller's step (HF research project
+`distillation/distiller.py`, `Distiller.step`): teacher forward in eval mode under
+`no_grad`, student forward/backward in train mode (dropout as the config, 0.1 by default,
+as the JAX step: student dropout on, teacher off), and the distiller's formulas on
+`masked_select`-ed non-pad positions:
+
+    0.5 · KLDiv(log_softmax(s/T), softmax(t/T), batchmean) · T²
+  + 0.3 · CosineEmbeddingLoss(s_last_hidden, t_last_hidden, +1)
+  + 0.2 · CrossEntropy(s, labels, ignore_index=-100)
+
+then grad-norm clipping at `max_grad_norm`, AdamW (no decay on biases and LayerNorm weights)
+and a linear warm-up/decay schedule. Masking is `jaxdistil.data.masking.mask_tokens`' recipe
+(15 % of eligible tokens, 80/10/10, random ids never special) in torch ops, on the fly.
+
+    python benchmarks/torch_reference.py                 # torch step time, acceptance shape
+    python benchmarks/torch_reference.py --compare       # JAX vs torch, alternating rounds
+
+`--compare` runs the jitted JAX step (`jaxdistil.perf.make_jax_step`, i.e.
+`jaxdistil.train.build_train_step`) and this step on the same shape and batch, alternating
+`--rounds` rounds of `--steps` steps each so both see the same background load, and ends
+with `jax/torch speedup = X` (median over rounds of torch ms / JAX ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jaxdistil import perf
+from jaxdistil.data.masking import IGNORE_INDEX
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def mask_tokens_torch(gen: torch.Generator, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                      mask_token_id: int, special_token_ids: tuple[int, ...], vocab_size: int,
+                      mlm_probability: float = 0.15, mask_ratio: float = 0.8, random_ratio: float = 0.1,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`jaxdistil.data.masking.mask_tokens` (uniform selection) in torch: same recipe, other rng."""
+    eligible = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(special_token_ids))
+    chosen = eligible & (torch.rand(input_ids.shape, generator=gen) < mlm_probability)
+    action = torch.rand(input_ids.shape, generator=gen)
+    to_mask = chosen & (action < mask_ratio)
+    to_random = chosen & (action >= mask_ratio) & (action < mask_ratio + random_ratio)
+    specials = sorted({s for s in special_token_ids if 0 <= s < vocab_size})
+    random_ids = torch.randint(0, vocab_size - len(specials), input_ids.shape, generator=gen)
+    for special_id in specials:  # step over the special ids: a bijection onto the others
+        random_ids += (random_ids >= special_id).long()
+    masked = torch.where(to_mask, mask_token_id, input_ids)
+    masked = torch.where(to_random, random_ids, masked)
+    labels = torch.where(chosen, input_ids, IGNORE_INDEX)
+    return masked, labels
+
+
+def distiller_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_hidden: torch.Tensor, t_hidden: torch.Tensor,
+                   labels: torch.Tensor, attention_mask: torch.Tensor, *, temperature: float = 2.0,
+                   alpha_distil: float = 0.5, alpha_cosine: float = 0.3, alpha_mlm: float = 0.2) -> torch.Tensor:
+    """`Distiller.step`'s loss, formula for formula (masked_select over non-pad positions)."""
+    vocab, dim = s_logits.size(-1), s_hidden.size(-1)
+    mask = attention_mask.bool().unsqueeze(-1)
+    s_slct = torch.masked_select(s_logits, mask.expand_as(s_logits)).view(-1, vocab)
+    t_slct = torch.masked_select(t_logits, mask.expand_as(t_logits)).view(-1, vocab)
+    loss_ce = F.kl_div(F.log_softmax(s_slct / temperature, dim=-1), F.softmax(t_slct / temperature, dim=-1),
+                       reduction="batchmean") * temperature**2
+    loss_mlm = F.cross_entropy(s_logits.view(-1, vocab), labels.view(-1), ignore_index=IGNORE_INDEX)
+    s_h = torch.masked_select(s_hidden, mask.expand_as(s_hidden)).view(-1, dim)
+    t_h = torch.masked_select(t_hidden, mask.expand_as(t_hidden)).view(-1, dim)
+    loss_cos = F.cosine_embedding_loss(s_h, t_h, s_h.new_ones(s_h.size(0)), reduction="mean")
+    return alpha_distil * loss_ce + alpha_mlm * loss_mlm + alpha_cosine * loss_cos
+
+
+def _linear_warmup_decay(warmup: int, total: int):
+    """transformers' `get_linear_schedule_with_warmup` factor, as `make_optimizer`'s schedule."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+class TorchDistiller:
+    """Teacher, student, AdamW and one batch; `run()` does one full distillation step."""
+
+    def __init__(self, shape: perf.StepShape, hparams: Any, batch: dict[str, np.ndarray], seed: int = 0,
+                 attn_implementation: str = "sdpa"):
+        from transformers import CamembertForMaskedLM
+
+        if shape.dtype != "float32":
+            raise ValueError("the torch reference runs on CPU in float32 only")
+        torch.manual_seed(seed)
+        self.shape, self.hparams = shape, hparams
+        self.teacher = CamembertForMaskedLM(shape.teacher.to_hf_config(
+            attn_implementation=attn_implementation)).eval().requires_grad_(False)
+        self.student = CamembertForMaskedLM(shape.student.to_hf_config(
+            attn_implementation=attn_implementation)).train()
+        decay = [p for n, p in self.student.named_parameters() if not _no_decay(n)]
+        no_decay = [p for n, p in self.student.named_parameters() if _no_decay(n)]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hparams.learning_rate, betas=(hparams.adam_b1, hparams.adam_b2), eps=hparams.adam_eps,
+            foreach=True)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _linear_warmup_decay(hparams.warmup_steps, hparams.steps))
+        self.specials, self.mask_id = perf.special_ids(shape.teacher)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.from_numpy(batch["input_ids"]).long()
+        self.attention_mask = torch.from_numpy(batch["attention_mask"]).long()
+
+    def run(self) -> float:
+        ids, labels = mask_tokens_torch(self.generator, self.input_ids, self.attention_mask,
+                                        mask_token_id=self.mask_id, special_token_ids=self.specials,
+                                        vocab_size=self.shape.vocab)
+        with torch.no_grad():
+            t_out = self.teacher(input_ids=ids, attention_mask=self.attention_mask, output_hidden_states=True)
+        s_out = self.student(input_ids=ids, attention_mask=self.attention_mask, output_hidden_states=True)
+        loss = distiller_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_out.hidden_states[-1],
+                              labels, self.attention_mask)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.hparams.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+def _no_decay(name: str) -> bool:
+    """The distiller's `no_decay = ["bias", "LayerNorm.weight"]` (plus the LM head's layer_norm)."""
+    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+
+
+def compare(shape: perf.StepShape, hparams: Any, rounds: int, steps: int, attn: str) -> float:
+    """Alternating rounds of JAX and torch steps; prints each round, returns the median speedup."""
+    batch = perf.random_batch(shape)
+    jax_step = perf.make_jax_step(shape, hparams)
+    torch_step = TorchDistiller(shape, hparams, batch, attn_implementation=attn)
+    print("compiling the JAX step and warming up both ...", flush=True)
+    jax_step.run()
+    torch_step.run()
+    ratios = []
+    for r in range(rounds):
+        # One untimed step per round: the other framework's threads may still be spinning.
+        jax_ms = perf.median(perf.time_calls(jax_step.run, steps, warmup=1)) * 1e3
+        torch_ms = perf.median(perf.time_calls(torch_step.run, steps, warmup=1)) * 1e3
+        ratios.append(torch_ms / jax_ms)
+        print(f"round {r + 1}/{rounds}: jax {jax_ms:.1f} ms/step, torch {torch_ms:.1f} ms/step, "
+              f"ratio {ratios[-1]:.2f}", flush=True)
+    return perf.median(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    perf.add_shape_args(parser)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round (median taken)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating JAX/torch rounds (--compare)")
+    parser.add_argument("--compare", action="store_true", help="time the JAX step too, alternating")
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="HF attention implementation")
+    parser.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    shape, hparams = perf.shape_and_hparams_from_args(args)
+    print(f"shape: {shape.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"attention {args.attn}", flush=True)
+    if args.compare:
+        speedup = compare(shape, hparams, args.rounds, args.steps, args.attn)
+        print(f"jax/torch speedup = {speedup:.2f}")
+        return
+    step = TorchDistiller(shape, hparams, perf.random_batch(shape), attn_implementation=args.attn)
+    times = perf.time_calls(step.run, args.steps, warmup=1)
+    print(f"torch step: {perf.spread(times)}, {shape.tokens / perf.median(times):.0f} tokens/s")
+    print(f"ms_per_step={perf.median(times) * 1e3:.2f} tokens_per_s={shape.tokens / perf.median(times):.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Every field of a jaxdistil run, with defaults; the files in configs/ start from `base()`.
+
+Defaults are the DistilBERT distiller's (HF research project `distillation/`, `train.py`)
+where the DistilCamemBERT paper (Delestre & Amar, CAp 2022) is silent.
+"""
+
+from ml_collections import ConfigDict
+
+
+def base() -> ConfigDict:
+    c = ConfigDict()
+    c.mode = "distil"  # "distil": teacher → student; "mlm": plain masked-LM pre-training, no teacher
+    c.seed = 42  # distiller default
+    c.dtype = "float32"  # compute dtype: "bfloat16" on GPU/TPU; parameters stay fp32
+    c.num_devices = 0  # 0: every device of every process, one data-parallel mesh
+    c.progress = True
+    c.export_hf = False  # write WORKDIR/hf (an HF checkpoint) when the run completes
+
+    c.teacher = ConfigDict()
+    c.teacher.source = "camembert-base"  # Hub name, HF dir, params checkpoint, workdir, or "random"
+    c.teacher.random = ConfigDict(dict(  # shape of a random-init teacher (source="random")
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+        max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5))
+
+    c.student = ConfigDict()
+    c.student.init = "teacher"  # "teacher": layers copied from the teacher; "random": fresh init
+    c.student.num_layers = 6
+    c.student.layer_map = ()  # teacher layer per student layer; () = evenly spread (DistilBERT)
+    c.student.random = ConfigDict(dict(  # shape of a random-init student (init="random")
+        hidden_size=256, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130,
+        type_vocab_size=1, layer_norm_eps=1e-5))
+
+    c.tokenizer = ConfigDict()
+    c.tokenizer.source = "teacher"  # "teacher" (the teacher's own), a dir/Hub name, or "train"
+    c.tokenizer.vocab_size = 8000  # for source="train"
+    c.tokenizer.train_max_docs = 200_000
+
+    c.data = ConfigDict()
+    c.data.source = "files"  # "files" (.txt/.jsonl, dirs, globs) or "hf" (datasets, streaming)
+    c.data.paths = ()
+    c.data.holdout_files = 1  # whole files held out for evaluation (never lines of a trained file)
+    c.data.hf_name = ""
+    c.data.hf_config = ""
+    c.data.hf_split = "train"
+    c.data.hf_eval_split = "validation"
+    c.data.text_field = "text"
+    c.data.min_chars = 20
+    c.data.max_docs = -1  # -1: all documents
+    c.data.eval_max_docs = 2000
+    c.data.seq_len = 128
+    c.data.shards_dir = ""  # pre-tokenised shards (scripts/prepare_data.py); "" = tokenise into WORKDIR/data
+    c.data.eval_shards_dir = ""
+    c.data.seed = 0
+
+    c.masking = ConfigDict()
+    c.masking.mlm_probability = 0.15  # distiller: mlm_mask_prop
+    c.masking.mask_ratio = 0.8  # word_mask
+    c.masking.random_ratio = 0.1  # word_rand (word_keep = 0.1)
+    c.masking.mlm_smoothing = 0.0  # distiller uses 0.7 with token counts; 0 = uniform (HF collator)
+
+    c.loss = ConfigDict()
+    c.loss.temperature = 2.0  # distiller default
+    c.loss.alpha_distil = 0.5  # DistilCamemBERT
+    c.loss.alpha_cosine = 0.3
+    c.loss.alpha_mlm = 0.2
+    c.loss.restrict_to_mask = False  # distiller: restrict_ce_to_mask
+
+    c.train = ConfigDict()
+    c.train.steps = 1000
+    c.train.batch_size = 32  # sequences per optimizer step (global, all devices and micro-batches)
+    c.train.grad_accum = 1  # micro-batches per optimizer step
+    c.train.learning_rate = 5e-4  # distiller default
+    c.train.warmup_steps = 100
+    c.train.weight_decay = 0.0  # distiller default
+    c.train.adam_b1 = 0.9
+    c.train.adam_b2 = 0.98
+    c.train.adam_eps = 1e-6
+    c.train.max_grad_norm = 5.0
+    c.train.fsdp = False  # shard params/optimizer state over devices (else replicated)
+    c.train.remat = False  # recompute student layer activations in the backward pass
+    c.train.log_every = 10
+    c.train.eval_every = 500
+    c.train.eval_batches = 20
+    c.train.eval_batch_size = 32
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    return c
