@@ -8,6 +8,7 @@ and checkpoints. Re-running with the same workdir resumes from the latest checkp
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import pathlib
@@ -20,7 +21,7 @@ import numpy as np
 
 from jaxdistil import sharding as shd
 from jaxdistil import train as T
-from jaxdistil.checkpoint import load_model, save_params_checkpoint
+from jaxdistil.checkpoint import load_model
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
 from jaxdistil.modeling import MaskedLM, init_params
@@ -50,7 +51,7 @@ class Job:
 def check_workdir(workdir: pathlib.Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
+        probe = workdir / f".write_test.{jax.process_index()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -73,30 +74,63 @@ def _training_texts(data_cfg: Any, holdout: bool) -> Any:
         return corpus.iter_local_texts(chosen, text_field=data_cfg.text_field, min_chars=data_cfg.min_chars,
                                        max_docs=max_docs)
     if data_cfg.source == "hf":
-        split = data_cfg.hf_eval_split if holdout else data_cfg.hf_split
-        return corpus.iter_hf_texts(data_cfg.hf_name, config=data_cfg.hf_config or None, split=split,
-                                    text_field=data_cfg.text_field, min_chars=data_cfg.min_chars,
-                                    max_docs=max_docs)
+        if data_cfg.hf_eval_split:
+            split = data_cfg.hf_eval_split if holdout else data_cfg.hf_split
+            return corpus.iter_hf_texts(data_cfg.hf_name, config=data_cfg.hf_config or None, split=split,
+                                        text_field=data_cfg.text_field, min_chars=data_cfg.min_chars,
+                                        max_docs=max_docs)
+        # No validation split (OSCAR): the stream's first eval_max_docs documents are held out.
+        texts = corpus.iter_hf_texts(data_cfg.hf_name, config=data_cfg.hf_config or None,
+                                     split=data_cfg.hf_split, text_field=data_cfg.text_field,
+                                     min_chars=data_cfg.min_chars)
+        n_eval = data_cfg.eval_max_docs
+        if holdout:
+            return itertools.islice(texts, n_eval)
+        return itertools.islice(texts, n_eval, None if max_docs is None else n_eval + max_docs)
     raise ValueError(f"data.source must be 'files' or 'hf', got {data_cfg.source!r}")
 
 
 def resolve_tokenizer(config: Any, workdir: pathlib.Path) -> Any:
-    """The run's tokenizer: the one saved in the workdir, else the configured or trained one."""
+    """The run's tokenizer: the one saved in the workdir, else the configured or trained one.
+
+    Process 0 makes and saves it; every process then loads the saved copy, so all agree.
+    """
     from jaxdistil.tokenizer import load_tokenizer, train_tokenizer
 
     saved = workdir / T.TOKENIZER_DIR
-    if (saved / "tokenizer_config.json").is_file():
-        return load_tokenizer(saved)
-    tok_cfg = config.tokenizer
-    if tok_cfg.source == "train":
-        texts = (t for _, t in zip(range(tok_cfg.train_max_docs), _training_texts(config.data, holdout=False)))
-        tokenizer = train_tokenizer(texts, tok_cfg.vocab_size, seed=config.seed)
-    elif tok_cfg.source == "teacher":
-        tokenizer = load_tokenizer(config.teacher.source)
-    else:
-        tokenizer = load_tokenizer(tok_cfg.source)
-    tokenizer.save_pretrained(str(saved))
-    return tokenizer
+
+    def make_and_save():
+        if (saved / "tokenizer_config.json").is_file():
+            return
+        tok_cfg = config.tokenizer
+        if tok_cfg.source == "train":
+            texts = (t for _, t in zip(range(tok_cfg.train_max_docs),
+                                       _training_texts(config.data, holdout=False)))
+            tokenizer = train_tokenizer(texts, tok_cfg.vocab_size, seed=config.seed)
+        elif tok_cfg.source == "teacher":
+            tokenizer = load_tokenizer(config.teacher.source)
+        else:
+            tokenizer = load_tokenizer(tok_cfg.source)
+        tokenizer.save_pretrained(str(saved))
+
+    primary_first("tokenizer", make_and_save)
+    return load_tokenizer(saved)
+
+
+def primary_first(name: str, make: Any) -> None:
+    """Runs `make` (which writes files) on process 0 only, then waits for it everywhere."""
+    error = None
+    if jax.process_index() == 0:
+        try:
+            make()
+        except Exception as e:  # re-raised after the barrier, so other processes do not hang
+            error = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxdistil:{name}")
+    if error is not None:
+        raise error
 
 
 def resolve_teacher(config: Any, tokenizer: Any, workdir: pathlib.Path) -> tuple[ModelConfig, Any]:
@@ -104,13 +138,18 @@ def resolve_teacher(config: Any, tokenizer: Any, workdir: pathlib.Path) -> tuple
     saved = workdir / TEACHER_DIR
     source = config.teacher.source
     if source == "random":
-        if not (saved / "config.json").is_file():
+        def make_and_save():
+            if (saved / "config.json").is_file():
+                return
             model_cfg = ModelConfig(**{**config.teacher.random.to_dict(), "vocab_size": len(tokenizer),
                                        "pad_token_id": tokenizer.pad_token_id,
                                        "bos_token_id": tokenizer.bos_token_id,
                                        "eos_token_id": tokenizer.eos_token_id})
             params = init_params(MaskedLM(model_cfg), jax.random.key(config.seed + 1))
-            save_params_checkpoint(saved, model_cfg, jax.device_get(params))
+            # HF format, not Orbax: Orbax saves are collective, and only process 0 runs this.
+            save_hf(model_cfg, jax.device_get(params), saved)
+
+        primary_first("teacher", make_and_save)
         source = saved
     teacher_config, params = load_model(source)
     check_tokenizer(tokenizer, teacher_config)
@@ -150,12 +189,16 @@ def resolve_data(config: Any, tokenizer: Any, workdir: pathlib.Path):
     for split, holdout in (("train", False), ("eval", True)):
         given = data_cfg.shards_dir if split == "train" else data_cfg.eval_shards_dir
         target = pathlib.Path(given) if given else workdir / DATA_DIR / split
-        if not (target / "meta.json").is_file():
-            if given:
-                raise FileNotFoundError(f"no token shards at {target} (make them with scripts/prepare_data.py)")
-            log.info("tokenising the %s corpus into %s", split, target)
-            tokenize_to_shards(_training_texts(data_cfg, holdout), tokenizer, target, seq_len=seq_len,
-                               overwrite=True)
+        if given and not (target / "meta.json").is_file():
+            raise FileNotFoundError(f"no token shards at {target} (make them with scripts/prepare_data.py)")
+
+        def make_shards(target=target, holdout=holdout, split=split):
+            if not (target / "meta.json").is_file():
+                log.info("tokenising the %s corpus into %s", split, target)
+                tokenize_to_shards(_training_texts(data_cfg, holdout), tokenizer, target, seq_len=seq_len,
+                                   overwrite=True)
+
+        primary_first(f"data-{split}", make_shards)
         dirs[split] = target
     train_blocks, _ = read_shards(dirs["train"], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer))
     eval_blocks, _ = read_shards(dirs["eval"], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer))
@@ -185,8 +228,9 @@ def set_up(config: Any, workdir: str | pathlib.Path) -> Job:
     check_tokenizer(tokenizer, s_config)
     check_sequence_length(config.data.seq_len, s_config, "student")
     train_blocks, eval_blocks, counts = resolve_data(config, tokenizer, workdir)
-    (workdir / T.STUDENT_CONFIG).write_text(json.dumps(s_config.to_hf_dict(), indent=2) + "\n")
-    (workdir / T.RUN_CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
+    if jax.process_index() == 0:
+        (workdir / T.STUDENT_CONFIG).write_text(json.dumps(s_config.to_hf_dict(), indent=2) + "\n")
+        (workdir / T.RUN_CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
     return Job(workdir, tokenizer, teacher_config, teacher_params, s_config, s_params, train_blocks,
                eval_blocks, counts)
 
@@ -280,7 +324,8 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
                 ev = evaluate(eval_fn, state.params, eval_batches, mesh, train_cfg.eval_batches, config.seed)
                 writer.write(step, ev)
                 last.update(ev)
-                bar.write(f"step {step}: eval MLM loss {ev['eval/mlm_loss']:.3f} acc {ev['eval/mlm_accuracy']:.3f}")
+                if jax.process_index() == 0:
+                    bar.write(f"step {step}: eval MLM loss {ev['eval/mlm_loss']:.3f} acc {ev['eval/mlm_accuracy']:.3f}")
             if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
                 T.save_checkpoint(manager, state, data_iter)
         if stop.stop and step < train_cfg.steps:

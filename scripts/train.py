@@ -32,6 +32,8 @@ def main(argv):
     import jax
 
     if _COORDINATOR.value or _DISTRIBUTED.value:
+        # CPU processes need a collectives backend (GPUs/TPUs bring their own).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
     from jaxdistil.cli import fail

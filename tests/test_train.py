@@ -237,3 +237,33 @@ def test_unknown_config_key_is_refused(corpus_files, french_tokenizer_dir, tmp_p
     assert done.returncode != 0
     assert "stpes" in done.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_two_processes_train_in_lock_step_like_one(corpus_files, french_tokenizer_dir, tmp_path):
+    """Two CPU processes (jax.distributed on localhost, one device each) = one process."""
+    import socket
+
+    overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=6), "train.checkpoint_every": 3,
+                 "train.eval_every": 3, "export_hf": False}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    single = subprocess.run(_train_cli(overrides, tmp_path / "one"), capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen(_train_cli(overrides, tmp_path / "two") + [
+        f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    rows_one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    rows_two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    losses = lambda rows: [r["loss/total"] for r in rows if "loss/total" in r]  # noqa: E731
+    np.testing.assert_allclose(losses(rows_two), losses(rows_one), atol=1e-5, rtol=0)
+    evals = lambda rows: [r["eval/mlm_loss"] for r in rows if "eval/mlm_loss" in r]  # noqa: E731
+    np.testing.assert_allclose(evals(rows_two), evals(rows_one), atol=1e-5, rtol=0)
+    _, params_one, _ = T.load_student_from_workdir(tmp_path / "one")
+    _, params_two, _ = T.load_student_from_workdir(tmp_path / "two")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_one, params_two)

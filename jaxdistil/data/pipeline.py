@@ -7,9 +7,10 @@ have seen.
 
 Global order first, then the per-process split: the dataset is shuffled (seeded, a new
 order each epoch) and repeated as one global stream of blocks; global batch k is blocks
-[k*B, (k+1)*B) of that stream, and process p of P takes every P-th of them (starting at p),
-i.e. B/P rows. So what a step trains on does not depend on how many processes share it,
-and the processes' rows are disjoint and together make up the single-process batch.
+[k*B, (k+1)*B) of that stream, and process p of P takes the p-th run of B/P consecutive
+rows of it. So what a step trains on does not depend on how many processes share it: the
+processes' rows, concatenated in process order (as `jax.make_array_from_process_local_data`
+assembles them), are exactly the single-process batch, row for row.
 
 Checkpointing with Orbax (what the trainer should do)::
 
@@ -124,8 +125,9 @@ def make_train_dataset(
     ds = ds.shuffle(seed=shuffle_seed(seed)).repeat(num_epochs)
     if num_epochs is not None:
         ds = ds[: len(ds) // global_batch_size * global_batch_size]
-    ds = ds[index::count]
+    # Chunks of `local_batch` consecutive rows; process p takes chunk k*P + p (see above).
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_stack_blocks)
+    ds = ds[index::count]
     logger.info(
         "train data: %d blocks, process %d of %d loads %d of %d rows per step, seed %d, epochs %s",
         len(blocks),
@@ -194,8 +196,10 @@ def make_eval_batches(
     if num_fill:
         fill = np.full((num_fill, seq_len), pad_id, dtype=np.int32)
         ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source(fill)])
-    ds = ds[index::count]
+    # Chunks of `local_batch` consecutive rows; process p takes chunk k*P + p, so process
+    # rows concatenated in process order are exactly the single-process batch, in order.
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_stack_blocks)
+    ds = ds[index::count]
     return ds.map(functools.partial(to_model_inputs, pad_id=pad_id))
 
 

@@ -58,16 +58,31 @@ def batch_key(seed: int, batch_index: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), batch_index)
 
 
-def mask_batch(batch: Mapping[str, jax.Array], rng: jax.Array, spec: MaskingSpec,
-               vocab_size: int) -> tuple[jax.Array, jax.Array]:
+def mask_batch(
+    batch: Mapping[str, jax.Array], rng: jax.Array, spec: MaskingSpec, vocab_size: int
+) -> tuple[jax.Array, jax.Array]:
     """(masked input ids, labels with IGNORE_INDEX off the chosen positions)."""
-    return mask_tokens(rng, batch["input_ids"], batch["attention_mask"], mask_token_id=spec.mask_token_id,
-                       special_token_ids=spec.special_token_ids, vocab_size=vocab_size,
-                       mlm_probability=spec.mlm_probability)
+    return mask_tokens(
+        rng,
+        batch["input_ids"],
+        batch["attention_mask"],
+        mask_token_id=spec.mask_token_id,
+        special_token_ids=spec.special_token_ids,
+        vocab_size=vocab_size,
+        mlm_probability=spec.mlm_probability,
+    )
 
 
-def mlm_eval_step(params: Params, teacher_params: Params | None, batch: Mapping[str, jax.Array],
-                  rng: jax.Array, *, module: Any, teacher_module: Any, spec: MaskingSpec) -> dict[str, jax.Array]:
+def mlm_eval_step(
+    params: Params,
+    teacher_params: Params | None,
+    batch: Mapping[str, jax.Array],
+    rng: jax.Array,
+    *,
+    module: Any,
+    teacher_module: Any,
+    spec: MaskingSpec,
+) -> dict[str, jax.Array]:
     """Sums over the masked tokens of one batch (see the module docstring)."""
     input_ids, labels = mask_batch(batch, rng, spec, module.config.vocab_size)
     selected = labels != IGNORE_INDEX
@@ -79,8 +94,9 @@ def mlm_eval_step(params: Params, teacher_params: Params | None, batch: Mapping[
         "correct": jnp.sum(selected & (predicted == labels), dtype=jnp.int32),
     }
     if teacher_params is not None:
-        teacher_logits = teacher_module.apply({"params": teacher_params}, input_ids,
-                                              batch["attention_mask"]).logits
+        teacher_logits = teacher_module.apply(
+            {"params": teacher_params}, input_ids, batch["attention_mask"]
+        ).logits
         agree = selected & (predicted == jnp.argmax(teacher_logits, axis=-1))
         sums["agree"] = jnp.sum(agree, dtype=jnp.int32)
         sums["kl"] = jnp.sum(jnp.where(selected, per_token_kl(logits, teacher_logits, 1.0), 0.0))
@@ -92,8 +108,12 @@ def _metrics_from_sums(sums: Mapping[str, float]) -> dict[str, float]:
     if count == 0:
         raise ValueError("no token was masked: the held-out data is empty or only special tokens")
     loss = sums["ce"] / count
-    out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "accuracy": sums["correct"] / count,
-           "masked_tokens": int(count)}
+    out = {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "accuracy": sums["correct"] / count,
+        "masked_tokens": int(count),
+    }
     if "agree" in sums:
         out.update(agreement=sums["agree"] / count, kl=sums["kl"] / count)
     return out
@@ -101,14 +121,24 @@ def _metrics_from_sums(sums: Mapping[str, float]) -> dict[str, float]:
 
 def _check_pair(model: ModelConfig, teacher: ModelConfig) -> None:
     if model.vocab_size != teacher.vocab_size or model.pad_token_id != teacher.pad_token_id:
-        raise ValueError(f"teacher and model vocabularies differ (vocab_size {teacher.vocab_size} vs "
-                         f"{model.vocab_size}, pad {teacher.pad_token_id} vs {model.pad_token_id}): "
-                         "agreement needs one tokenizer")
+        raise ValueError(
+            f"teacher and model vocabularies differ (vocab_size {teacher.vocab_size} vs "
+            f"{model.vocab_size}, pad {teacher.pad_token_id} vs {model.pad_token_id}): "
+            "agreement needs one tokenizer"
+        )
 
 
-def evaluate_mlm(model: Model, blocks: np.ndarray, spec: MaskingSpec, *, batch_size: int = 16,
-                 seed: int = 0, teacher: Model | None = None, progress: bool = False,
-                 desc: str = "mlm eval") -> dict[str, float]:
+def evaluate_mlm(
+    model: Model,
+    blocks: np.ndarray,
+    spec: MaskingSpec,
+    *,
+    batch_size: int = 16,
+    seed: int = 0,
+    teacher: Model | None = None,
+    progress: bool = False,
+    desc: str = "mlm eval",
+) -> dict[str, float]:
     """MLM metrics of `model` on (N, seq_len) blocks; agreement and KL when `teacher` is given."""
     from jaxdistil.modeling import MaskedLM
 
@@ -116,37 +146,63 @@ def evaluate_mlm(model: Model, blocks: np.ndarray, spec: MaskingSpec, *, batch_s
     if blocks.ndim != 2 or len(blocks) == 0:
         raise ValueError(f"expected a non-empty (N, seq_len) array of blocks, got shape {blocks.shape}")
     if blocks.shape[1] > config.max_sequence_length:
-        raise ValueError(f"seq_len {blocks.shape[1]} exceeds the model's {config.max_sequence_length} positions")
+        raise ValueError(
+            f"seq_len {blocks.shape[1]} exceeds the model's {config.max_sequence_length} positions"
+        )
     if int(blocks.max()) >= config.vocab_size:
-        raise ValueError(f"token id {int(blocks.max())} is outside the model's vocabulary "
-                         f"({config.vocab_size}): the blocks were made with another tokenizer")
+        raise ValueError(
+            f"token id {int(blocks.max())} is outside the model's vocabulary "
+            f"({config.vocab_size}): the blocks were made with another tokenizer"
+        )
     teacher_module, teacher_params = None, None
     if teacher is not None:
         _check_pair(config, teacher[0])
         teacher_module, teacher_params = MaskedLM(teacher[0]), teacher[1]
-    step = jax.jit(functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module,
-                                     spec=spec))
-    batches = pipeline.make_eval_batches(blocks, global_batch_size=batch_size, pad_id=config.pad_token_id,
-                                         process_index=0, process_count=1)
-    per_batch = [step(params, teacher_params, batch, batch_key(seed, i))
-                 for i, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress))]
-    totals = {k: float(np.sum(np.asarray([b[k] for b in jax.device_get(per_batch)], np.float64)))
-              for k in per_batch[0]}
+    step = jax.jit(
+        functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module, spec=spec)
+    )
+    batches = pipeline.make_eval_batches(
+        blocks, global_batch_size=batch_size, pad_id=config.pad_token_id, process_index=0, process_count=1
+    )
+    per_batch = [
+        step(params, teacher_params, batch, batch_key(seed, i))
+        for i, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress))
+    ]
+    totals = {
+        k: float(np.sum(np.asarray([b[k] for b in jax.device_get(per_batch)], np.float64)))
+        for k in per_batch[0]
+    }
     return _metrics_from_sums(totals)
 
 
-def compare_models(models: Mapping[str, Model], blocks: np.ndarray, spec: MaskingSpec, *,
-                   teacher: tuple[str, Model] | None = None, batch_size: int = 16, seed: int = 0,
-                   progress: bool = False) -> list[dict[str, Any]]:
+def compare_models(
+    models: Mapping[str, Model],
+    blocks: np.ndarray,
+    spec: MaskingSpec,
+    *,
+    teacher: tuple[str, Model] | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """One row per model (the teacher first): name, params, MLM metrics, agreement/KL vs teacher."""
     from jaxdistil.cli import count_params
 
     rows = []
-    entries = ([(teacher[0], teacher[1], None)] if teacher else []) + \
-              [(name, model, teacher[1] if teacher else None) for name, model in models.items()]
+    entries = ([(teacher[0], teacher[1], None)] if teacher else []) + [
+        (name, model, teacher[1] if teacher else None) for name, model in models.items()
+    ]
     for name, model, reference in entries:
-        scores = evaluate_mlm(model, blocks, spec, batch_size=batch_size, seed=seed, teacher=reference,
-                              progress=progress, desc=name)
+        scores = evaluate_mlm(
+            model,
+            blocks,
+            spec,
+            batch_size=batch_size,
+            seed=seed,
+            teacher=reference,
+            progress=progress,
+            desc=name,
+        )
         role = "teacher" if teacher and reference is None else "model"
         rows.append({"model": name, "role": role, "params": count_params(model[1]), **scores})
     return rows
@@ -155,26 +211,33 @@ def compare_models(models: Mapping[str, Model], blocks: np.ndarray, spec: Maskin
 # ------------------------------------------------------------------------- held-out data
 
 
-def blocks_from_texts(texts: Iterable[str], tokenizer: Any, seq_len: int,
-                      max_blocks: int | None = None) -> np.ndarray:
+def blocks_from_texts(
+    texts: Iterable[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None
+) -> np.ndarray:
     """Packs texts into at most `max_blocks` blocks, tokenising only what those need."""
     ids = tokenize.special_ids(tokenizer)
-    stream = tokenize.iter_packed_blocks(tokenize.tokenize_texts(texts, tokenizer, batch_size=256),
-                                         seq_len=seq_len, ids=ids, drop_remainder=False)
+    stream = tokenize.iter_packed_blocks(
+        tokenize.tokenize_texts(texts, tokenizer, batch_size=256),
+        seq_len=seq_len,
+        ids=ids,
+        drop_remainder=False,
+    )
     blocks = list(itertools.islice(stream, max_blocks))
     if not blocks:
         raise ValueError("the held-out text produced no token block")
     return np.stack(blocks)
 
 
-def load_eval_blocks(paths: Sequence[str], tokenizer: Any, seq_len: int,
-                     max_blocks: int | None = None) -> np.ndarray:
+def load_eval_blocks(
+    paths: Sequence[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None
+) -> np.ndarray:
     """Held-out blocks from one token-shard directory (scripts/prepare_data.py) or text files."""
     from jaxdistil.data import corpus
 
     if len(paths) == 1 and (pathlib.Path(paths[0]) / tokenize.META_FILE).is_file():
-        blocks, meta = tokenize.read_shards(paths[0], expected_seq_len=seq_len,
-                                            expected_vocab_size=len(tokenizer))
+        blocks, meta = tokenize.read_shards(
+            paths[0], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer)
+        )
         count = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
         return np.asarray(blocks[:count], dtype=np.int32)
     return blocks_from_texts(corpus.iter_local_texts(paths), tokenizer, seq_len, max_blocks)
@@ -200,25 +263,37 @@ def fill_mask(model: Model, tokenizer: Any, text: str, top_k: int = 5) -> list[d
     input_ids = np.asarray(tokenizer(text)["input_ids"], dtype=np.int32)
     positions = np.flatnonzero(input_ids == tokenizer.mask_token_id)
     if positions.size == 0:
-        raise ValueError(f"no {tokenizer.mask_token} token in {text!r}: write it where a word should be guessed")
+        raise ValueError(
+            f"no {tokenizer.mask_token} token in {text!r}: write it where a word should be guessed"
+        )
     if len(input_ids) > config.max_sequence_length:
-        raise ValueError(f"the text has {len(input_ids)} tokens; the model reads at most "
-                         f"{config.max_sequence_length}")
+        raise ValueError(
+            f"the text has {len(input_ids)} tokens; the model reads at most {config.max_sequence_length}"
+        )
     logits = _mlm_logits(config, params, input_ids[None])[0, positions]
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
     single = positions.size == 1
     answers = []
-    for position, row in zip(positions, probs):
+    for position, row in zip(positions, probs, strict=True):
         best = np.argsort(-row, kind="stable")[:top_k]
-        answers.append([_proposal(tokenizer, input_ids, position, int(token), float(row[token]), single)
-                        for token in best])
+        answers.append(
+            [
+                _proposal(tokenizer, input_ids, position, int(token), float(row[token]), single)
+                for token in best
+            ]
+        )
     return answers[0] if single else answers
 
 
-def _proposal(tokenizer: Any, input_ids: np.ndarray, position: int, token: int, score: float,
-              skip_special: bool) -> dict[str, Any]:
+def _proposal(
+    tokenizer: Any, input_ids: np.ndarray, position: int, token: int, score: float, skip_special: bool
+) -> dict[str, Any]:
     filled = input_ids.copy()
     filled[position] = token
     filled = filled[filled != tokenizer.pad_token_id]
-    return {"score": score, "token": token, "token_str": tokenizer.decode([token]),
-            "sequence": tokenizer.decode(filled, skip_special_tokens=skip_special)}
+    return {
+        "score": score,
+        "token": token,
+        "token_str": tokenizer.decode([token]),
+        "sequence": tokenizer.decode(filled, skip_special_tokens=skip_special),
+    }

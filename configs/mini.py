@@ -1,0 +1,59 @@
+"""The miniature DistilCamemBERT reproduction on real French text (issue #6, docs/results.md).
+
+Three runs on the same tokenizer, shards and token budget, driven by scripts/reproduce_mini.sh:
+
+    python scripts/train.py --config configs/mini.py:teacher,RUN --workdir RUN/teacher
+    python scripts/train.py --config configs/mini.py:distil,RUN  --workdir RUN/distil
+    python scripts/train.py --config configs/mini.py:scratch,RUN --workdir RUN/scratch
+
+- teacher: a CamemBERT-shaped encoder (4 × 256, 4 heads, FFN 1024) pre-trained with plain MLM;
+- distil: a 2-layer student initialised from teacher layers (0, 3), trained with the paper's
+  0.5·distil + 0.3·cosine + 0.2·MLM loss, T = 2;
+- scratch: the same 2-layer architecture from random init with MLM only, the same steps and
+  batches (DistilBERT's ablation).
+RUN holds `tokenizer/` (scripts/train_tokenizer.py) and `shards/{train,eval}`
+(scripts/prepare_data.py) made from ../shared/data/fr_novels (ELTeC-fra, public domain).
+`steps` is the third argument when given (the CI toy chain uses a handful).
+"""
+
+from jaxdistil.run_config import base
+
+SHAPE = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130,
+             type_vocab_size=1, layer_norm_eps=1e-5)
+
+
+def get_config(arg: str):
+    role, run, *rest = arg.split(",")
+    if role not in ("teacher", "distil", "scratch"):
+        raise ValueError(f"configs/mini.py:ROLE,RUN[,STEPS] with ROLE teacher|distil|scratch, got {role!r}")
+    c = base()
+    c.tokenizer.source = f"{run}/tokenizer"
+    c.data.shards_dir = f"{run}/shards/train"
+    c.data.eval_shards_dir = f"{run}/shards/eval"
+    c.data.seq_len = 128
+    c.train.steps = int(rest[0]) if rest else 2000
+    c.train.batch_size = 32
+    c.train.learning_rate = 1e-3
+    c.train.warmup_steps = max(1, c.train.steps // 20)
+    c.train.weight_decay = 0.01
+    c.train.log_every = 20
+    c.train.eval_every = max(1, c.train.steps // 4)
+    c.train.eval_batches = 16
+    c.train.checkpoint_every = max(1, c.train.steps // 10)
+    c.export_hf = True
+    if role == "teacher":
+        c.mode = "mlm"
+        c.student.init = "random"
+        c.student.num_layers = 4
+        c.student.random.update(SHAPE)
+    elif role == "distil":
+        c.mode = "distil"
+        c.teacher.source = f"{run}/teacher"
+        c.student.init = "teacher"
+        c.student.num_layers = 2
+    else:
+        c.mode = "mlm"
+        c.student.init = "random"
+        c.student.num_layers = 2
+        c.student.random.update(SHAPE)
+    return c

@@ -1,0 +1,99 @@
+"""Held-out masked-LM metrics of one or more models, and their agreement with a teacher.
+
+Every model sees the same blocks masked the same way (--seed), so the rows compare. Prints
+one row per model (parameters, MLM loss, perplexity, accuracy; with --teacher also top-1
+agreement and KL(teacher ‖ model) on the masked tokens) and writes them as JSON. Example:
+
+    python scripts/evaluate.py --teacher path/to/camembert-base --model runs/student \
+        --tokenizer path/to/camembert-base --data data/fr_novels_128/eval \
+        --seq-len 128 --max-blocks 500 --out results/mlm.json
+
+--data takes held-out text files (.txt/.jsonl, directories, globs) or one token-shard
+directory written by scripts/prepare_data.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from jaxdistil.cli import fail
+from jaxdistil.evaluate import mlm
+from jaxdistil.evaluate.common import format_table, load_model_with_tokenizer
+
+COLUMNS = ("model", "role", "params", "loss", "perplexity", "accuracy", "agreement", "kl")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        required=True,
+        help="HF dir / Hub name, params checkpoint or training workdir (repeatable)",
+    )
+    parser.add_argument("--teacher", help="reference model for agreement and KL")
+    parser.add_argument("--tokenizer", help="tokenizer dir (default: the first model's own)")
+    parser.add_argument("--data", nargs="+", required=True, help="held-out text files or a shard dir")
+    parser.add_argument("--seq-len", type=int, default=128, help="block length, with <s> and </s>")
+    parser.add_argument("--max-blocks", type=int, help="evaluate on at most N blocks")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--mlm-probability", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=0, help="masking seed")
+    parser.add_argument("--out", type=pathlib.Path, help="write the rows as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        from jaxdistil.checkpoint import has_tokenizer
+        from jaxdistil.tokenizer import load_tokenizer
+
+        sources = [args.teacher, *args.model] if args.teacher else args.model
+        tokenizer_source = args.tokenizer or next((m for m in sources if has_tokenizer(m)), None)
+        if tokenizer_source is None:
+            raise ValueError("no model directory holds tokenizer files: pass --tokenizer")
+        tokenizer = load_tokenizer(tokenizer_source)
+        models = {source: load_model_with_tokenizer(source, tokenizer)[0] for source in args.model}
+        teacher = (
+            (args.teacher, load_model_with_tokenizer(args.teacher, tokenizer)[0]) if args.teacher else None
+        )
+        blocks = mlm.load_eval_blocks(args.data, tokenizer, args.seq_len, args.max_blocks)
+        spec = mlm.MaskingSpec.from_tokenizer(tokenizer, args.mlm_probability)
+        rows = mlm.compare_models(
+            models, blocks, spec, teacher=teacher, batch_size=args.batch_size, seed=args.seed, progress=True
+        )
+    except (FileNotFoundError, ValueError, OSError) as error:
+        return fail(error)
+
+    print(
+        f"{len(blocks)} blocks x {args.seq_len} tokens, {rows[0]['masked_tokens']} masked (seed {args.seed})"
+    )
+    print(format_table(rows, COLUMNS))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "data": args.data,
+            "tokenizer": str(tokenizer_source),
+            "seq_len": args.seq_len,
+            "num_blocks": int(len(blocks)),
+            "seed": args.seed,
+            "mlm_probability": args.mlm_probability,
+            "rows": rows,
+        }
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Fine-tune a masked LM on NER, POS tagging or text(-pair) classification, over several seeds.
+
+Prints each seed's dev/test metrics and their mean ± std, writes OUT/results.json, and with
+--export saves the best seed's model as an HF directory (CamembertFor{Token,Sequence}-
+Classification with id2label) that `pipeline("token-classification")` loads. Examples:
+
+    # POS tagging, UD French-Sequoia (cross-domain test on GSD)
+    python scripts/finetune.py --model runs/student --task pos \
+        --train ../shared/data/ud_french_sequoia/fr_sequoia-ud-train.conllu \
+        --dev ../shared/data/ud_french_sequoia/fr_sequoia-ud-dev.conllu \
+        --test ../shared/data/ud_french_sequoia/fr_sequoia-ud-test.conllu \
+        --test ../shared/data/ud_french_gsd/fr_gsd-ud-test.conllu --out results/pos --seeds 0 1 2
+
+    # NER: WikiNEuRal (train on val), Europeana as a noisy out-of-domain test
+    python scripts/finetune.py --model runs/student --task ner \
+        --train ../shared/data/wikineural_fr/val.conllu --dev ... --test ... --out results/ner
+
+    # FLUE CLS / PAWS-X / XNLI from the HF Hub (online only)
+    python scripts/finetune.py --model runs/student --hf-task pawsx_fr --out results/pawsx
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from jaxdistil.cli import fail
+from jaxdistil.evaluate import finetune as ft
+from jaxdistil.evaluate import readers
+from jaxdistil.evaluate.common import format_table, load_model_with_tokenizer
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = ft.FinetuneConfig()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "--model", required=True, help="HF dir / Hub name, params checkpoint or training workdir"
+    )
+    parser.add_argument("--tokenizer", help="tokenizer dir (default: the model's own)")
+    parser.add_argument("--task", choices=sorted(ft.TASKS), help="ner | pos | cls")
+    parser.add_argument(
+        "--hf-task",
+        choices=sorted(readers.HF_TASKS),
+        help="a classification task from the HF Hub (train/validation/test splits; online)",
+    )
+    parser.add_argument("--train", help="training file")
+    parser.add_argument("--dev", help="dev file (model selection, early stopping)")
+    parser.add_argument("--test", action="append", default=[], help="test file (repeatable)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *readers.TAGGED_FORMATS),
+        help="tagged-file format for ner/pos",
+    )
+    parser.add_argument("--text-column", default="sentence", help="cls .tsv/.jsonl text field")
+    parser.add_argument("--pair-column", help="cls second-text field (pair tasks)")
+    parser.add_argument("--label-column", default="label", help="cls label field")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for results.json")
+    parser.add_argument("--export", type=pathlib.Path, help="save the best seed's model here (HF format)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--max-length", type=int, default=defaults.max_length)
+    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
+    parser.add_argument("--max-eval-examples", type=int, help="use only the first N of dev and each test")
+    args = parser.parse_args(argv)
+    if bool(args.hf_task) == bool(args.task):
+        parser.error("give exactly one of --task (with --train/--dev/--test files) or --hf-task")
+    if args.task and not (args.train and args.dev):
+        parser.error("--task needs --train and --dev (and usually --test)")
+    return args
+
+
+def load_splits(args: argparse.Namespace) -> tuple[str, ft.Split, ft.Split, list[ft.Split]]:
+    """(task, train, dev, tests) from local files or an HF Hub task."""
+    if args.hf_task:
+        train, dev, test = (
+            ft.Split(f"{args.hf_task}:{s}", readers.load_hf_task(args.hf_task, s))
+            for s in ("train", "validation", "test")
+        )
+        return "cls", train, dev, [test]
+    columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
+    read = functools.partial(ft.read_split, task=args.task, fmt=args.format, **columns)
+    return args.task, read(args.train), read(args.dev), [read(p) for p in args.test]
+
+
+def seed_rows(results: Sequence[ft.FinetuneResult]) -> list[dict]:
+    """One table row per seed and split: the split's metrics."""
+    rows = []
+    for result in results:
+        splits = {"dev": result.metrics["dev"], **result.metrics["test"]}
+        for split, scores in splits.items():
+            rows.append({"seed": str(result.metrics["seed"]), "split": split, **scores})
+    return rows
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    return [
+        {
+            "seed": "mean±std",
+            "split": split,
+            **{m: f"{v['mean']:.4f}±{v['std']:.4f}" for m, v in scores.items()},
+        }
+        for split, scores in summary.items()
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
+        task, train, dev, tests = load_splits(args)
+        results = []
+        for seed in args.seeds:
+            cfg = ft.FinetuneConfig(
+                learning_rate=args.lr,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                max_length=args.max_length,
+                warmup_ratio=args.warmup_ratio,
+                weight_decay=args.weight_decay,
+                patience=args.patience,
+                seed=seed,
+                max_train_examples=args.max_train_examples,
+                max_eval_examples=args.max_eval_examples,
+            )
+            results.append(ft.finetune(model, tokenizer, task, train, dev, tests, cfg, progress=True))
+        summary = ft.summarize(results)
+        best = ft.best_run(results)
+        if args.export:
+            ft.export_hf(best, str(args.export), tokenizer)
+    except (FileNotFoundError, ValueError, TypeError, OSError, FloatingPointError) as error:
+        return fail(error)
+
+    columns = ["seed", "split", *results[0].metrics["dev"]]
+    print(format_table(seed_rows(results) + summary_rows(summary), columns))
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": args.model,
+        "task": task,
+        "config": dataclasses.asdict(cfg) | {"seed": args.seeds},
+        "summary": summary,
+        "best_seed": best.metrics["seed"],
+        "runs": [r.metrics for r in results],
+        "labels": best.id2label,
+        "export": str(args.export) if args.export else None,
+    }
+    (args.out / "results.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    print(
+        f"results in {args.out / 'results.json'}"
+        + (f"; best model (seed {best.metrics['seed']}) exported to {args.export}" if args.export else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Train a CamemBERT-style SentencePiece (unigram) tokenizer on local text.
+
+    python scripts/train_tokenizer.py --input ../shared/data/fr_novels --vocab-size 8000 \
+        --holdout-files 6 --out runs/mini/tokenizer
+
+With --holdout-files K the same K files that `prepare_data.py --holdout-files K --seed S`
+holds out are left out here too, so the tokenizer never sees the evaluation text.
+"""
+
+import argparse
+import itertools
+import logging
+import sys
+
+from jaxdistil.cli import fail
+from jaxdistil.data import corpus
+from jaxdistil.tokenizer import train_tokenizer
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl files, directories, globs")
+    parser.add_argument("--vocab-size", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--holdout-files", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-docs", type=int, default=500_000, help="documents to train on, at most")
+    parser.add_argument("--text-field", default="text")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        files = corpus.resolve_paths(args.input)
+        train_files, _ = corpus.split_holdout_files(files, args.holdout_files, seed=args.seed)
+        texts = corpus.iter_local_texts(train_files, text_field=args.text_field, min_chars=1)
+        tokenizer = train_tokenizer(itertools.islice(texts, args.max_docs), args.vocab_size, args.out,
+                                    seed=args.seed)
+    except (OSError, ValueError) as e:
+        return fail(e)
+    print(f"wrote {args.out}: {len(tokenizer)} tokens, trained on {len(train_files)} file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
