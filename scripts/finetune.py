@@ -87,10 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def load_splits(args: argparse.Namespace) -> tuple[str, ft.Split, ft.Split, list[ft.Split]]:
     """(task, train, dev, tests) from local files or an HF Hub task."""
     if args.hf_task:
-        train, dev, test = (
-            ft.Split(f"{args.hf_task}:{s}", readers.load_hf_task(args.hf_task, s))
-            for s in ("train", "validation", "test")
-        )
+        train, dev, test = ft.hf_task_splits(args.hf_task)
         return "cls", train, dev, [test]
     columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
     read = functools.partial(ft.read_split, task=args.task, fmt=args.format, **columns)
@@ -123,26 +120,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
         task, train, dev, tests = load_splits(args)
-        results = []
-        for seed in args.seeds:
-            cfg = ft.FinetuneConfig(
-                learning_rate=args.lr,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                max_length=args.max_length,
-                warmup_ratio=args.warmup_ratio,
-                weight_decay=args.weight_decay,
-                patience=args.patience,
-                seed=seed,
-                max_train_examples=args.max_train_examples,
-                max_eval_examples=args.max_eval_examples,
+        cfg = ft.FinetuneConfig(
+            learning_rate=args.lr,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            warmup_ratio=args.warmup_ratio,
+            weight_decay=args.weight_decay,
+            patience=args.patience,
+            max_train_examples=args.max_train_examples,
+            max_eval_examples=args.max_eval_examples,
+        )
+        results = [
+            ft.finetune(
+                model, tokenizer, task, train, dev, tests, dataclasses.replace(cfg, seed=s), progress=True
             )
-            results.append(ft.finetune(model, tokenizer, task, train, dev, tests, cfg, progress=True))
+            for s in args.seeds
+        ]
         summary = ft.summarize(results)
         best = ft.best_run(results)
         if args.export:
             ft.export_hf(best, str(args.export), tokenizer)
-    except (FileNotFoundError, ValueError, TypeError, OSError, FloatingPointError) as error:
+    except (FileNotFoundError, ValueError, OSError, FloatingPointError) as error:
         return fail(error)
 
     columns = ["seed", "split", *results[0].metrics["dev"]]

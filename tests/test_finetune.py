@@ -257,6 +257,26 @@ def test_same_seed_same_run_other_seed_other_run(body, tokenizer, french_lines):
     assert summary["dev"]["accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
 
 
+def test_hf_task_without_validation_holds_out_a_tenth_of_train(monkeypatch):
+    splits = {
+        "train": [TextExample(f"t{i}", None, str(i % 2)) for i in range(50)],
+        "test": [TextExample("x", None, "0")],
+    }
+
+    def fake_load(task, split):  # `datasets` names the known splits when asked for another
+        if split not in splits:
+            raise ValueError(f'Unknown split "{split}". Should be one of {sorted(splits)}.')
+        return splits[split]
+
+    monkeypatch.setattr(readers, "load_hf_task", fake_load)
+    train, dev, test = ft.hf_task_splits("flue_cls")
+    assert (len(train.examples), len(dev.examples), test.examples) == (45, 5, splits["test"])
+    assert sorted(e.text for e in train.examples + dev.examples) == sorted(e.text for e in splits["train"])
+    splits["validation"] = [TextExample("v", None, "1")]
+    train, dev, _ = ft.hf_task_splits("pawsx_fr")
+    assert (len(train.examples), dev.examples) == (50, splits["validation"])
+
+
 # ---------------------------------------------------------------------------- bad input
 
 

@@ -91,6 +91,12 @@ def test_tiny_config_end_to_end(corpus_files, french_tokenizer_dir, tmp_path):
     assert a == (tmp_path / "export" / "model.safetensors").read_bytes()
 
 
+def subprocess_env(**extra):
+    """CPU-only, with the suite's persistent compilation cache shared with the child processes."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", **extra}
+
+
 def _train_cli(config_overrides, workdir):
     args = [sys.executable, str(REPO / "scripts" / "train.py"),
             f"--config={REPO / 'configs' / 'tiny.py'}:{','.join(config_overrides['data.paths'])}",
@@ -103,7 +109,7 @@ def _train_cli(config_overrides, workdir):
 
 def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_dir, tmp_path):
     overrides = micro_overrides(corpus_files, french_tokenizer_dir, steps=40)
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(XLA_FLAGS="")
     straight = subprocess.run(_train_cli(overrides, tmp_path / "straight"), capture_output=True, text=True,
                               env=env, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -245,7 +251,7 @@ def test_two_processes_train_in_lock_step_like_one(corpus_files, french_tokenize
 
     overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=6), "train.checkpoint_every": 3,
                  "train.eval_every": 3, "export_hf": False}
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=1")
     single = subprocess.run(_train_cli(overrides, tmp_path / "one"), capture_output=True, text=True, env=env,
                             timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]

@@ -155,6 +155,30 @@ def read_split(
     return Split(str(path), examples)
 
 
+def hf_task_splits(task: str, dev_fraction: float = 0.1) -> tuple[Split, Split, Split]:
+    """(train, dev, test) of a `readers.HF_TASKS` task from the Hub (online or cached).
+
+    FLUE CLS has no validation split: a seeded `dev_fraction` of train is held out as dev
+    (MultiFiT, which introduced CLS, also took 10 % of train as its dev set).
+    """
+    train = readers.load_hf_task(task, "train")
+    test = Split(f"{task}:test", readers.load_hf_task(task, "test"))
+    try:
+        return (
+            Split(f"{task}:train", train),
+            Split(f"{task}:validation", readers.load_hf_task(task, "validation")),
+            test,
+        )
+    except ValueError as error:
+        if "split" not in str(error).lower():
+            raise
+    order = np.random.default_rng(0).permutation(len(train))
+    cut = len(train) - max(1, int(dev_fraction * len(train)))
+    train_part = [train[i] for i in sorted(order[:cut])]
+    dev_part = [train[i] for i in sorted(order[cut:])]
+    return Split(f"{task}:train", train_part), Split(f"{task}:train (held out)", dev_part), test
+
+
 def tag_scheme(sentences: Sequence[TaggedSentence]) -> metrics.TagScheme:
     """'iob1' when entities mostly start with I- (WikiNER, raw Europeana), else 'iob2'.
 

@@ -168,10 +168,8 @@ def evaluate_mlm(
         step(params, teacher_params, batch, batch_key(seed, i))
         for i, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress))
     ]
-    totals = {
-        k: float(np.sum(np.asarray([b[k] for b in jax.device_get(per_batch)], np.float64)))
-        for k in per_batch[0]
-    }
+    per_batch = jax.device_get(per_batch)
+    totals = {k: float(np.sum([b[k] for b in per_batch], dtype=np.float64)) for k in per_batch[0]}
     return _metrics_from_sums(totals)
 
 
@@ -188,22 +186,21 @@ def compare_models(
     """One row per model (the teacher first): name, params, MLM metrics, agreement/KL vs teacher."""
     from jaxdistil.cli import count_params
 
+    reference = teacher[1] if teacher else None
+    entries = [(teacher[0], "teacher", teacher[1], None)] if teacher else []
+    entries += [(name, "model", model, reference) for name, model in models.items()]
     rows = []
-    entries = ([(teacher[0], teacher[1], None)] if teacher else []) + [
-        (name, model, teacher[1] if teacher else None) for name, model in models.items()
-    ]
-    for name, model, reference in entries:
+    for name, role, model, against in entries:
         scores = evaluate_mlm(
             model,
             blocks,
             spec,
             batch_size=batch_size,
             seed=seed,
-            teacher=reference,
+            teacher=against,
             progress=progress,
             desc=name,
         )
-        role = "teacher" if teacher and reference is None else "model"
         rows.append({"model": name, "role": role, "params": count_params(model[1]), **scores})
     return rows
 
