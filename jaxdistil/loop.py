@@ -328,6 +328,8 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
                     bar.write(f"step {step}: eval MLM loss {ev['eval/mlm_loss']:.3f} acc {ev['eval/mlm_accuracy']:.3f}")
             if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
                 T.save_checkpoint(manager, state, data_iter)
+        for s, m in pending:  # steps since the last log, when stopped early
+            writer.write(s, T.host_scalars(m))
         if stop.stop and step < train_cfg.steps:
             T.save_checkpoint(manager, state, data_iter)
             log.warning("stopped at step %d; re-run the same command to resume", step)

@@ -273,3 +273,29 @@ def test_two_processes_train_in_lock_step_like_one(corpus_files, french_tokenize
     _, params_one, _ = T.load_student_from_workdir(tmp_path / "one")
     _, params_two, _ = T.load_student_from_workdir(tmp_path / "two")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_one, params_two)
+
+
+def test_sigterm_checkpoints_then_resume_finishes(corpus_files, french_tokenizer_dir, tmp_path):
+    """Preemption: SIGTERM makes the loop save where it is and stop; the same call resumes."""
+    import threading
+
+    config = make_config({**micro_overrides(corpus_files, french_tokenizer_dir, steps=200),
+                          "train.checkpoint_every": 10, "train.eval_every": 0, "export_hf": False})
+    workdir = tmp_path / "preempted"
+
+    def preempt():
+        deadline = time.time() + 300
+        while not (workdir / "checkpoints" / "10").is_dir() and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=preempt, daemon=True).start()
+    run(config, workdir)
+    manager = T.checkpoint_manager(workdir, keep=100, create=False)
+    stopped_at = manager.latest_step()
+    assert 10 <= stopped_at < 200, stopped_at
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == stopped_at  # metrics up to the stop are flushed
+    config.train.steps = stopped_at + 5
+    run(config, workdir)
+    assert T.checkpoint_manager(workdir, keep=100, create=False).latest_step() == stopped_at + 5
