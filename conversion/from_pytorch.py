@@ -13,9 +13,9 @@ import logging
 import sys
 
 from jaxdistil.checkpoint import has_tokenizer, save_params_checkpoint
+from jaxdistil.cli import count_params, fail
 from jaxdistil.convert import load_hf
 from jaxdistil.tokenizer import load_tokenizer
-from jaxdistil.cli import count_params, fail
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,9 @@ import pathlib
 import sys
 
 from jaxdistil.checkpoint import has_tokenizer, is_params_checkpoint, load_params_checkpoint
+from jaxdistil.cli import count_params, fail
 from jaxdistil.convert import save_hf
 from jaxdistil.tokenizer import load_tokenizer
-from jaxdistil.cli import count_params, fail
 
 
 def main(argv: list[str] | None = None) -> int:

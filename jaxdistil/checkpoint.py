@@ -59,7 +59,7 @@ def load_params_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     except Exception as e:
         raise ValueError(f"could not read the Orbax params in {p / PARAMS_DIR}: {e}") from e
     params = _as_numpy_fp32(params)
-    from jaxdistil.convert import state_dict_to_params, params_to_state_dict
+    from jaxdistil.convert import params_to_state_dict, state_dict_to_params
     from jaxdistil.modeling import MaskedLM, param_shapes
 
     # Re-validate names and shapes against the config through the HF naming table.

@@ -13,7 +13,8 @@ import logging
 import os
 import pathlib
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -104,8 +104,7 @@ def resolve_tokenizer(config: Any, workdir: pathlib.Path) -> Any:
             return
         tok_cfg = config.tokenizer
         if tok_cfg.source == "train":
-            texts = (t for _, t in zip(range(tok_cfg.train_max_docs),
-                                       _training_texts(config.data, holdout=False)))
+            texts = itertools.islice(_training_texts(config.data, holdout=False), tok_cfg.train_max_docs)
             tokenizer = train_tokenizer(texts, tok_cfg.vocab_size, seed=config.seed)
         elif tok_cfg.source == "teacher":
             tokenizer = load_tokenizer(config.teacher.source)

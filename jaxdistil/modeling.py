@@ -95,8 +95,8 @@ class SelfAttention(nn.Module):
     @nn.compact
     def __call__(self, x, key_mask, deterministic: bool):
         cfg = self.config
-        b, l, _ = x.shape
-        split = lambda t: t.reshape(b, l, cfg.num_attention_heads, cfg.head_dim)  # noqa: E731
+        batch, length, _ = x.shape
+        split = lambda t: t.reshape(batch, length, cfg.num_attention_heads, cfg.head_dim)  # noqa: E731
         q = split(_dense(cfg, cfg.hidden_size, self.dtype, "query")(x))
         k = split(_dense(cfg, cfg.hidden_size, self.dtype, "key")(x))
         v = split(_dense(cfg, cfg.hidden_size, self.dtype, "value")(x))
@@ -111,7 +111,7 @@ class SelfAttention(nn.Module):
             probs = jax.nn.softmax(scores, axis=-1)
             probs = nn.Dropout(rate)(probs, deterministic=False).astype(self.dtype)
             out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
-        return out.reshape(b, l, cfg.hidden_size)
+        return out.reshape(batch, length, cfg.hidden_size)
 
 
 class Attention(nn.Module):

@@ -136,16 +136,23 @@ def xla_flops(compiled: Any) -> float | None:
 # --- timing ------------------------------------------------------------------------------
 
 
-def time_calls(fn: Callable[[], Any], steps: int, warmup: int = 1) -> list[float]:
-    """Seconds per call of `fn`, which must block until its work is done (e.g. via
-    `jax.block_until_ready`), after `warmup` untimed calls that absorb compilation."""
+def time_calls(fn: Callable[[], Any], steps: int, warmup: int = 1,
+               cpu_times: list[float] | None = None) -> list[float]:
+    """Wall seconds per call of `fn`, which must block until its work is done (e.g. via
+    `jax.block_until_ready`), after `warmup` untimed calls that absorb compilation.
+
+    `cpu_times`, if given, receives the process CPU seconds (all threads) of each call: on
+    a machine shared with other jobs, CPU time moves much less than wall time.
+    """
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - cpu_start)
     return times
 
 
@@ -161,11 +168,11 @@ def spread(values: Sequence[float]) -> str:
 # --- peak matmul throughput ----------------------------------------------------------------
 
 
-def matmul_flops_per_s(n: int, dtype: str = "float32", repeats: int = 5, chain: int | None = None) -> float:
-    """Median FLOP/s of an n×n×n matmul in `dtype` on JAX's default device.
+def matmul_runner(n: int, dtype: str = "float32", chain: int | None = None) -> tuple[Callable[[], None], float]:
+    """(a blocking call that runs `chain` n×n×n matmuls in `dtype`, its FLOPs), compiled.
 
-    `chain` matmuls run inside one jitted loop (x ← x @ w, w scaled to keep |x| stable), so
-    the dispatch of a call is amortised even when one matmul takes microseconds on a GPU.
+    The matmuls run inside one jitted loop (x ← x @ w, w scaled to keep |x| stable), so the
+    dispatch of a call is amortised even when one matmul takes microseconds on a GPU.
     """
     import jax
     import jax.numpy as jnp
@@ -175,13 +182,16 @@ def matmul_flops_per_s(n: int, dtype: str = "float32", repeats: int = 5, chain: 
     kx, kw = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (n, n), dtype)
     w = (jax.random.normal(kw, (n, n), jnp.float32) / np.sqrt(n)).astype(dtype)
+    run = jax.jit(lambda x, w: jax.lax.fori_loop(0, chain, lambda _, y: y @ w, x))
+    call = lambda: jax.block_until_ready(run(x, w))  # noqa: E731
+    call()  # compiles
+    return call, 2.0 * n**3 * chain
 
-    @jax.jit
-    def run(x, w):
-        return jax.lax.fori_loop(0, chain, lambda _, y: y @ w, x)
 
-    times = time_calls(lambda: jax.block_until_ready(run(x, w)), repeats, warmup=2)
-    return 2.0 * n**3 * chain / median(times)
+def matmul_flops_per_s(n: int, dtype: str = "float32", repeats: int = 5) -> float:
+    """Median FLOP/s of an n×n×n matmul in `dtype` on JAX's default device."""
+    call, flops = matmul_runner(n, dtype)
+    return flops / median(time_calls(call, repeats, warmup=1))
 
 
 def measure_peak_flops(dtype: str = "float32", sizes: Sequence[int] | None = None) -> tuple[float, int]:
@@ -196,6 +206,22 @@ def measure_peak_flops(dtype: str = "float32", sizes: Sequence[int] | None = Non
         sizes = CPU_PEAK_SIZES if jax.default_backend() == "cpu" else GPU_PEAK_SIZES
     results = [(matmul_flops_per_s(n, dtype), n) for n in sizes]
     return max(results)
+
+
+def paired_mfu(step: Callable[[], Any], step_flops: float, matmul: Callable[[], Any], matmul_flops: float,
+               rounds: int) -> list[float]:
+    """MFU of each of `rounds` steps against a peak matmul timed right after it.
+
+    On a machine shared with other jobs the available compute changes from second to second;
+    pairing each step with its own peak measurement cancels most of that, where a peak taken
+    once, before or after, would not.
+    """
+    ratios = []
+    for _ in range(rounds):
+        step_s = time_calls(step, 1, warmup=0)[0]
+        matmul_s = min(time_calls(matmul, 3, warmup=0))
+        ratios.append((step_flops / step_s) / (matmul_flops / matmul_s))
+    return ratios
 
 
 def peak_memory_bytes() -> int | None:
@@ -271,36 +297,50 @@ def train_hparams(config: Any = None) -> Any:
     return ConfigDict(fields)
 
 
-def load_run_config(path: str) -> Any:
-    """`get_config()` of a configs/*.py file, loaded by path (configs/ is not a package)."""
+def load_run_config(spec: str) -> Any:
+    """`get_config(arg)` of `configs/x.py[:arg]`, loaded by path (configs/ is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_bench_config", path)
-    if spec is None or spec.loader is None:
+    path, _, arg = spec.partition(".py:")
+    path = path if path.endswith(".py") else path + ".py"
+    module_spec = importlib.util.spec_from_file_location("_bench_config", path)
+    if module_spec is None or module_spec.loader is None:
         raise FileNotFoundError(f"cannot load a config from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def _teacher_model_config(config: Any) -> ModelConfig:
+    """The teacher's shape: the random one, a local checkpoint's config.json, else camembert-base's."""
+    import pathlib
+
+    source = config.teacher.source
+    if source == "random":
+        return ModelConfig(**config.teacher.random.to_dict())
+    for name in ("config.json", "teacher/config.json"):  # an HF/params dir, or a training workdir
+        candidate = pathlib.Path(source) / name
+        if candidate.is_file():
+            return ModelConfig.from_json_file(candidate)
+    return ModelConfig()  # a Hub name: camembert-base (ModelConfig's defaults)
 
 
 def shape_from_run_config(config: Any) -> StepShape:
-    """The step shape a run config trains: a random teacher's shape, else camembert-base's."""
-    if config.teacher.source == "random":
-        t = config.teacher.random
-        hidden, layers, heads, ffn = t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.intermediate_size
-    else:  # a pretrained teacher: CamemBERT-base (ModelConfig's defaults)
-        base = ModelConfig()
-        hidden, layers, heads, ffn = (base.hidden_size, base.num_hidden_layers, base.num_attention_heads,
-                                      base.intermediate_size)
-    vocab = config.tokenizer.vocab_size if config.tokenizer.source == "train" else ModelConfig().vocab_size
-    return StepShape(teacher_layers=layers, student_layers=config.student.num_layers, hidden=hidden, heads=heads,
-                     ffn=ffn, vocab=vocab, batch=config.train.batch_size, seq=config.data.seq_len,
-                     dtype=config.dtype)
+    """The step shape a run config trains; the batch is one micro-batch (batch_size / grad_accum),
+    which is what a single forward/backward processes."""
+    teacher = _teacher_model_config(config)
+    vocab = config.tokenizer.vocab_size if config.tokenizer.source == "train" else teacher.vocab_size
+    return StepShape(teacher_layers=teacher.num_hidden_layers, student_layers=config.student.num_layers,
+                     hidden=teacher.hidden_size, heads=teacher.num_attention_heads,
+                     ffn=teacher.intermediate_size, vocab=vocab,
+                     batch=config.train.batch_size // max(config.train.grad_accum, 1),
+                     seq=config.data.seq_len, dtype=config.dtype)
 
 
 def add_shape_args(parser: Any) -> None:
     """--config plus one flag per StepShape field; a flag given overrides the config's value."""
-    parser.add_argument("--config", help="a configs/*.py run config to take the shape and optimizer from")
+    parser.add_argument("--config", help="configs/x.py[:arg], a run config to take the shape and "
+                        "optimizer from")
     for field in dataclasses.fields(StepShape):
         flag = {"teacher_layers": "--teacher-layers", "student_layers": "--student-layers"}.get(
             field.name, f"--{field.name}")
