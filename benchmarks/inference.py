@@ -32,7 +32,7 @@ import numpy as np
 
 from jaxdistil import perf
 from jaxdistil.config import ModelConfig
-from jaxdistil.evaluate.common import format_table
+from jaxdistil.evaluate.common import argument_parser, format_table
 
 Model = tuple[ModelConfig, Any]
 
@@ -122,9 +122,7 @@ def measure(
     builders = {"jax": jax_forward, "torch": torch_forward}
     rows = []
     for framework in frameworks:
-        bound = {
-            role: builders[framework](model) for role, model in (("teacher", teacher), ("student", student))
-        }
+        bound = {role: builders[framework](model) for role, model in (("teacher", teacher), ("student", student))}
         for batch, length in settings:
             inputs = random_inputs(teacher[0], batch, length)
             speed = {}
@@ -153,9 +151,7 @@ def load_models(args: argparse.Namespace) -> tuple[Model, Model]:
     if args.random:
         longest = max(length for _, length in args.settings)
         shape = (args.hidden, args.heads, args.vocab, longest)
-        return random_model(args.teacher_layers, *shape, seed=1), random_model(
-            args.student_layers, *shape, seed=2
-        )
+        return random_model(args.teacher_layers, *shape, seed=1), random_model(args.student_layers, *shape, seed=2)
     from jaxdistil.checkpoint import load_model
 
     teacher, student = load_model(args.teacher), load_model(args.student)
@@ -167,18 +163,12 @@ def load_models(args: argparse.Namespace) -> tuple[Model, Model]:
     longest = max(length for _, length in args.settings)
     for name, (config, _) in (("teacher", teacher), ("student", student)):
         if longest > config.max_sequence_length:
-            raise ValueError(
-                f"setting length {longest} exceeds the {name}'s {config.max_sequence_length} positions"
-            )
+            raise ValueError(f"setting length {longest} exceeds the {name}'s {config.max_sequence_length} positions")
     return teacher, student
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--teacher", help="teacher model (any load_model source)")
     parser.add_argument("--student", help="student model (any load_model source)")
     parser.add_argument("--random", action="store_true", help="random weights of the shapes below instead")
@@ -232,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             digits=2,
         )
     )
-    ratios = {
-        fw: perf.median([r["student/teacher"] for r in rows if r["framework"] == fw])
-        for fw in args.frameworks
-    }
+    ratios = {fw: perf.median([r["student/teacher"] for r in rows if r["framework"] == fw]) for fw in args.frameworks}
     print(" ".join(f"student_teacher_ratio_{fw}={ratio:.3f}" for fw, ratio in ratios.items()))
     return 0
 

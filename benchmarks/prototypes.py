@@ -10,7 +10,8 @@ measurement that justifies it. Variants (`--variants`):
           is formed in the forward pass, so the backward pass re-reads nothing of size V.
           Same matmuls, same FLOPs; the elementwise work runs on cache-sized chunks.
 
-The PRNG implementation is process-wide, so compare it with `--prng rbg` in two runs.
+A `+impl` suffix (`base+rbg`, `fused+unsafe_rbg`) builds and traces the variant under that
+`jax_default_prng_impl`: XLA's RngBitGenerator instead of threefry for masking and dropout.
 
     python benchmarks/prototypes.py --check                 # fused loss == losses.py, grads too
     python benchmarks/prototypes.py --variants base fused   # alternating rounds, median speedup
@@ -19,6 +20,7 @@ The PRNG implementation is process-wide, so compare it with `--prng rbg` in two 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 from typing import Any
 
@@ -33,7 +35,7 @@ from jaxdistil import train as T
 from jaxdistil.config import ModelConfig
 from jaxdistil.data.masking import IGNORE_INDEX, mask_tokens
 from jaxdistil.losses import masked_mean, per_token_cosine_distance
-from jaxdistil.modeling import MaskedLM, RobertaModel, _dense, _layer_norm, init_params
+from jaxdistil.modeling import RobertaModel, _dense, _layer_norm
 
 # --- the fused LM head + KL + CE ------------------------------------------------------------------
 
@@ -124,12 +126,14 @@ def _features(params, cfg, dtype, input_ids, attention_mask, deterministic, rng=
     out = RobertaModel(cfg, dtype).apply({"params": params["roberta"]}, input_ids, attention_mask,
                                          deterministic=deterministic, rngs=rngs)
     head = params["lm_head"]
-    feats = HeadFeatures(cfg, dtype).apply({"params": {"dense": head["dense"], "layer_norm": head["layer_norm"]}},
-                                           out.last_hidden_state)
-    return out.last_hidden_state, feats, params["roberta"]["embeddings"]["word_embeddings"]["embedding"], head["bias"]
+    head_params = {"dense": head["dense"], "layer_norm": head["layer_norm"]}
+    feats = HeadFeatures(cfg, dtype).apply({"params": head_params}, out.last_hidden_state)
+    word_embeddings = params["roberta"]["embeddings"]["word_embeddings"]["embedding"]
+    return out.last_hidden_state, feats, word_embeddings, head["bias"]
 
 
-def fused_loss_and_metrics(params, teacher_params, batch, rng, *, student_cfg, teacher_cfg, dtype, spec, chunk):
+def fused_loss_and_metrics(params, teacher_params, batch, rng, *, student_cfg, teacher_cfg, dtype, spec,
+                           chunk):
     """`train._loss_and_metrics` with `fused_head_loss` instead of logits + `distillation_loss`."""
     mask_rng, dropout_rng = jax.random.split(rng)
     attention_mask = batch["attention_mask"]
@@ -148,7 +152,8 @@ def fused_loss_and_metrics(params, teacher_params, batch, rng, *, student_cfg, t
     w_ce = jnp.where(ce_sel, spec.alpha_mlm / jnp.maximum(ce_sel.sum(), 1), 0.0)
 
     def loss_fn(p):
-        s_hidden, s_feats, s_w, s_b = _features(p, student_cfg, dtype, input_ids, attention_mask, False, dropout_rng)
+        s_hidden, s_feats, s_w, s_b = _features(p, student_cfg, dtype, input_ids, attention_mask,
+                                                 deterministic=False, rng=dropout_rng)
         h = s_feats.shape[-1]
         head, distil, mlm = fused_head_loss(
             s_feats.reshape(n, h), s_w.astype(dtype), s_b, t_feats.reshape(n, h), t_w.astype(dtype), t_b,
@@ -185,8 +190,9 @@ def make_fused_step(shape: perf.StepShape, hparams: Any, chunk: int = 256, seed:
                              teacher_cfg=shape.teacher, dtype=dtype, spec=spec, chunk=chunk)
     state_sh = jax.tree.map(lambda x: x.sharding, base.state)
     teacher_sh = jax.tree.map(lambda x: x.sharding, base.teacher_params)
-    step_fn = jax.jit(step, in_shardings=(state_sh, teacher_sh, shd.batch_sharding(mesh), shd.replicated(mesh)),
-                      out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=(0,))
+    in_shardings = (state_sh, teacher_sh, shd.batch_sharding(mesh), shd.replicated(mesh))
+    step_fn = jax.jit(step, in_shardings=in_shardings, out_shardings=(state_sh, shd.replicated(mesh)),
+                      donate_argnums=(0,))
     return perf.JaxStep(step_fn, base.state, base.teacher_params, base.batch)
 
 
@@ -208,8 +214,9 @@ def check_fused_loss(seed: int = 0) -> None:
 
     def reference(hs, ws, bs):
         s, t = hs @ ws.T + bs, ht @ wt.T + bt
-        _, parts = distillation_loss(s[None], t[None], None, None, labels[None], mask[None], temperature=temperature,
-                                     alpha_distil=0.5, alpha_cosine=0.0, alpha_mlm=0.2)
+        _, parts = distillation_loss(s[None], t[None], None, None, labels[None], mask[None],
+                                     temperature=temperature, alpha_distil=0.5, alpha_cosine=0.0,
+                                     alpha_mlm=0.2)
         return 0.5 * parts["distil"] + 0.2 * parts["mlm"]
 
     def fused(hs, ws, bs):
@@ -220,16 +227,31 @@ def check_fused_loss(seed: int = 0) -> None:
 
     ref_val, ref_grads = jax.value_and_grad(reference, argnums=(0, 1, 2))(hs, ws, bs)
     val, grads = jax.value_and_grad(fused, argnums=(0, 1, 2))(hs, ws, bs)
-    errors = [float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30)) for a, b in zip(ref_grads, grads)]
+    errors = [float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30))
+              for a, b in zip(ref_grads, grads, strict=True)]
     print(f"fused loss {float(val):.6f} vs reference {float(ref_val):.6f}; "
           f"max relative grad error (hs, W, b) = {', '.join(f'{e:.1e}' for e in errors)}")
     assert abs(float(val) - float(ref_val)) < 1e-5 * abs(float(ref_val)) + 1e-6 and max(errors) < 1e-5
 
 
+def _under_prng(run, prng: str):
+    """`run` inside `jax.default_prng_impl(prng)`: the config is part of the jit cache key."""
+    if not prng:
+        return run
+
+    def wrapped():
+        with jax.default_prng_impl(prng):
+            run()
+    return wrapped
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     perf.add_shape_args(parser)
-    parser.add_argument("--variants", nargs="+", default=["base", "fused"], choices=("base", "fused"))
+    parser.add_argument("--variants", nargs="+", default=["base", "fused"],
+                        help="base | fused[:CHUNK], optionally +PRNG (e.g. fused:512+rbg); "
+                             "the first is the reference")
     parser.add_argument("--chunk", type=int, default=256, help="tokens per fused chunk")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=4)
@@ -244,17 +266,26 @@ def main() -> None:
     shape, hparams = perf.shape_and_hparams_from_args(args)
     print(f"shape: {shape.describe()}; prng {jax.config.jax_default_prng_impl}", flush=True)
     makers = {"base": perf.make_jax_step, "fused": functools.partial(make_fused_step, chunk=args.chunk)}
-    steps = {name: makers[name](shape, hparams) for name in args.variants}
-    for step in steps.values():
-        step.run()
+    steps = {}
+    for name in args.variants:
+        maker, _, prng = name.partition("+")  # e.g. "fused+rbg": built and run with that PRNG
+        maker, _, chunk = maker.partition(":")  # e.g. "fused:512": tokens per chunk
+        if chunk:
+            makers[maker + ":" + chunk] = functools.partial(make_fused_step, chunk=int(chunk))
+            maker = maker + ":" + chunk
+        with jax.default_prng_impl(prng) if prng else contextlib.nullcontext():
+            step = makers[maker](shape, hparams)
+        steps[name] = _under_prng(step.run, prng)
+        steps[name]()  # compiles
     times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(args.rounds):
         for name, step in steps.items():
-            times[name].append(perf.median(perf.time_calls(step.run, args.steps, warmup=1)))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in times.items()), flush=True)
+            times[name].append(perf.median(perf.time_calls(step, args.steps, warmup=1)))
+        line = ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in times.items())
+        print(f"round {r + 1}: {line}", flush=True)
     base_name = args.variants[0]
     for name, ts in times.items():
-        ratio = perf.median([b / t for b, t in zip(times[base_name], ts)])
+        ratio = perf.median([b / t for b, t in zip(times[base_name], ts, strict=True)])
         mfu_flops = perf.step_flops(shape) / perf.median(ts)
         print(f"{name}: {perf.median(ts) * 1e3:.1f} ms/step, {mfu_flops / 1e9:.1f} GFLOP/s, "
               f"{ratio:.2f}x vs {base_name}")

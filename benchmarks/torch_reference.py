@@ -29,12 +29,18 @@ import argparse
 import os
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# libgomp's default wait policy spins at every barrier. On a machine shared with other jobs
+# (ours: 2 cores, tests running beside) a spinning thread waits for a descheduled partner,
+# and the torch step ran 2-2.5x slower than with passive waiting (8.0 s vs 3.4 s per step at
+# load 3.5). Passive is torch's fair configuration here; set OMP_WAIT_POLICY=ACTIVE to compare.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from jaxdistil import perf
-from jaxdistil.data.masking import IGNORE_INDEX
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from jaxdistil import perf  # noqa: E402
+from jaxdistil.data.masking import IGNORE_INDEX  # noqa: E402
 
 
 def available_cores() -> int:
@@ -61,9 +67,10 @@ def mask_tokens_torch(gen: torch.Generator, input_ids: torch.Tensor, attention_m
     return masked, labels
 
 
-def distiller_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_hidden: torch.Tensor, t_hidden: torch.Tensor,
-                   labels: torch.Tensor, attention_mask: torch.Tensor, *, temperature: float = 2.0,
-                   alpha_distil: float = 0.5, alpha_cosine: float = 0.3, alpha_mlm: float = 0.2) -> torch.Tensor:
+def distiller_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_hidden: torch.Tensor,
+                   t_hidden: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor, *,
+                   temperature: float = 2.0, alpha_distil: float = 0.5, alpha_cosine: float = 0.3,
+                   alpha_mlm: float = 0.2) -> torch.Tensor:
     """`Distiller.step`'s loss, formula for formula (masked_select over non-pad positions)."""
     vocab, dim = s_logits.size(-1), s_hidden.size(-1)
     mask = attention_mask.bool().unsqueeze(-1)
@@ -105,7 +112,8 @@ class TorchDistiller:
         decay = [p for n, p in self.student.named_parameters() if not _no_decay(n)]
         no_decay = [p for n, p in self.student.named_parameters() if _no_decay(n)]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": decay, "weight_decay": hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
             lr=hparams.learning_rate, betas=(hparams.adam_b1, hparams.adam_b2), eps=hparams.adam_eps,
             foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -145,11 +153,11 @@ def compare(shape: perf.StepShape, hparams: Any, rounds: int, steps: int, attn: 
     print("compiling the JAX step and warming up both ...", flush=True)
     jax_step.run()
     torch_step.run()
-    ratios, jax_all, torch_all = [], [], []
+    ratios, jax_all, torch_all, jax_cpu, torch_cpu = [], [], [], [], []
     for r in range(rounds):
         # One untimed step per round: the other framework's threads may still be spinning.
-        jax_times = perf.time_calls(jax_step.run, steps, warmup=1)
-        torch_times = perf.time_calls(torch_step.run, steps, warmup=1)
+        jax_times = perf.time_calls(jax_step.run, steps, warmup=1, cpu_times=jax_cpu)
+        torch_times = perf.time_calls(torch_step.run, steps, warmup=1, cpu_times=torch_cpu)
         jax_all += jax_times
         torch_all += torch_times
         ratios.append(perf.median(torch_times) / perf.median(jax_times))
@@ -158,22 +166,26 @@ def compare(shape: perf.StepShape, hparams: Any, rounds: int, steps: int, attn: 
     # On a shared machine the fastest step is the least disturbed one: show it beside the medians.
     print(f"jax: {perf.spread(jax_all)}; torch: {perf.spread(torch_all)}; "
           f"ratio of the fastest steps {min(torch_all) / min(jax_all):.2f}")
+    print(f"CPU seconds per step (all threads): jax {perf.median(jax_cpu):.2f}, "
+          f"torch {perf.median(torch_cpu):.2f}, ratio {perf.median(torch_cpu) / perf.median(jax_cpu):.2f}")
     return perf.median(ratios)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     perf.add_shape_args(parser)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round (median taken)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating JAX/torch rounds (--compare)")
     parser.add_argument("--compare", action="store_true", help="time the JAX step too, alternating")
-    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="HF attention implementation")
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"),
+                        help="HF attention implementation")
     parser.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape, hparams = perf.shape_and_hparams_from_args(args)
     print(f"shape: {shape.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"attention {args.attn}", flush=True)
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, attention {args.attn}", flush=True)
     if args.compare:
         speedup = compare(shape, hparams, args.rounds, args.steps, args.attn)
         print(f"jax/torch speedup = {speedup:.2f}")

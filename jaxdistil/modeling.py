@@ -301,7 +301,9 @@ class SequenceClassifier(nn.Module):
 def init_params(module: nn.Module, rng: Array, seq_len: int = 8) -> dict:
     """Random fp32 parameters for any of the modules above (HF-style normal(0.02) init)."""
     ids = jnp.full((1, seq_len), module.config.pad_token_id + 1, jnp.int32)
-    return module.init(rng, ids, jnp.ones_like(ids), deterministic=True)["params"]
+    # Jitted: op-by-op initialisation of a deep model costs seconds of dispatch on CPU.
+    init = jax.jit(lambda r: module.init(r, ids, jnp.ones_like(ids), deterministic=True)["params"])
+    return init(rng)
 
 
 def param_shapes(module: nn.Module) -> dict:

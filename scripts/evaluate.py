@@ -22,17 +22,13 @@ from collections.abc import Sequence
 
 from jaxdistil.cli import fail
 from jaxdistil.evaluate import mlm
-from jaxdistil.evaluate.common import format_table, load_model_with_tokenizer
+from jaxdistil.evaluate.common import argument_parser, find_tokenizer, format_table, load_model_with_tokenizer
 
 COLUMNS = ("model", "role", "params", "loss", "perplexity", "accuracy", "agreement", "kl")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--model",
         action="append",
@@ -41,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="HF dir / Hub name, params checkpoint or training workdir (repeatable)",
     )
     parser.add_argument("--teacher", help="reference model for agreement and KL")
-    parser.add_argument("--tokenizer", help="tokenizer dir (default: the first model's own)")
+    parser.add_argument("--tokenizer", help="tokenizer dir (default: the teacher's or first model's own)")
     parser.add_argument("--data", nargs="+", required=True, help="held-out text files or a shard dir")
     parser.add_argument("--seq-len", type=int, default=128, help="block length, with <s> and </s>")
     parser.add_argument("--max-blocks", type=int, help="evaluate on at most N blocks")
@@ -55,18 +51,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        from jaxdistil.checkpoint import has_tokenizer
         from jaxdistil.tokenizer import load_tokenizer
 
         sources = [args.teacher, *args.model] if args.teacher else args.model
-        tokenizer_source = args.tokenizer or next((m for m in sources if has_tokenizer(m)), None)
+        tokenizer_source = args.tokenizer or next(filter(None, map(find_tokenizer, sources)), None)
         if tokenizer_source is None:
             raise ValueError("no model directory holds tokenizer files: pass --tokenizer")
         tokenizer = load_tokenizer(tokenizer_source)
         models = {source: load_model_with_tokenizer(source, tokenizer)[0] for source in args.model}
-        teacher = (
-            (args.teacher, load_model_with_tokenizer(args.teacher, tokenizer)[0]) if args.teacher else None
-        )
+        teacher = (args.teacher, load_model_with_tokenizer(args.teacher, tokenizer)[0]) if args.teacher else None
         blocks = mlm.load_eval_blocks(args.data, tokenizer, args.seq_len, args.max_blocks)
         spec = mlm.MaskingSpec.from_tokenizer(tokenizer, args.mlm_probability)
         rows = mlm.compare_models(
@@ -75,9 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError) as error:
         return fail(error)
 
-    print(
-        f"{len(blocks)} blocks x {args.seq_len} tokens, {rows[0]['masked_tokens']} masked (seed {args.seed})"
-    )
+    print(f"{len(blocks)} blocks x {args.seq_len} tokens, {rows[0]['masked_tokens']} masked (seed {args.seed})")
     print(format_table(rows, COLUMNS))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,15 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from jaxdistil.cli import fail
-from jaxdistil.evaluate.common import format_table, load_model_with_tokenizer
+from jaxdistil.evaluate.common import argument_parser, format_table, load_model_with_tokenizer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("text", help="text with one or more <mask> tokens")
     parser.add_argument("--model", required=True, help="HF dir / Hub name, params checkpoint or workdir")
     parser.add_argument("--tokenizer", help="tokenizer dir (default: the model's own)")

@@ -32,19 +32,13 @@ from collections.abc import Sequence
 from jaxdistil.cli import fail
 from jaxdistil.evaluate import finetune as ft
 from jaxdistil.evaluate import readers
-from jaxdistil.evaluate.common import format_table, load_model_with_tokenizer
+from jaxdistil.evaluate.common import argument_parser, format_table, load_model_with_tokenizer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = ft.FinetuneConfig()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
-    parser.add_argument(
-        "--model", required=True, help="HF dir / Hub name, params checkpoint or training workdir"
-    )
+    parser = argument_parser(__doc__)
+    parser.add_argument("--model", required=True, help="HF dir / Hub name, params checkpoint or training workdir")
     parser.add_argument("--tokenizer", help="tokenizer dir (default: the model's own)")
     parser.add_argument("--task", choices=sorted(ft.TASKS), help="ner | pos | cls")
     parser.add_argument(
@@ -132,9 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_eval_examples=args.max_eval_examples,
         )
         results = [
-            ft.finetune(
-                model, tokenizer, task, train, dev, tests, dataclasses.replace(cfg, seed=s), progress=True
-            )
+            ft.finetune(model, tokenizer, task, train, dev, tests, dataclasses.replace(cfg, seed=s), progress=True)
             for s in args.seeds
         ]
         summary = ft.summarize(results)
@@ -157,9 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "labels": best.id2label,
         "export": str(args.export) if args.export else None,
     }
-    (args.out / "results.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    (args.out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(
         f"results in {args.out / 'results.json'}"
         + (f"; best model (seed {best.metrics['seed']}) exported to {args.export}" if args.export else "")

@@ -27,12 +27,15 @@ from jaxdistil.tokenizer import load_tokenizer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+# No dropout for the task runs: a few epochs do not overfit, and each train step compiles
+# several seconds faster on CPU. The determinism and CLI tests keep it (`dropout_body`).
 TINY = dict(
     hidden_size=64,
     num_hidden_layers=2,
     num_attention_heads=2,
     intermediate_size=128,
     max_position_embeddings=130,
+    hidden_dropout_prob=0.0,
     attention_probs_dropout_prob=0.0,
 )
 
@@ -42,11 +45,20 @@ def tokenizer(french_tokenizer_dir):
     return load_tokenizer(french_tokenizer_dir)
 
 
+def random_masked_lm(tokenizer, **changes):
+    """A random-init masked LM: the fine-tuning starts from its `roberta` subtree."""
+    config = ModelConfig(vocab_size=len(tokenizer), **{**TINY, **changes})
+    return config, jax.device_get(init_params(MaskedLM(config), jax.random.key(0)))
+
+
 @pytest.fixture(scope="module")
 def body(tokenizer):
-    """A random-init masked LM: the fine-tuning starts from its `roberta` subtree."""
-    config = ModelConfig(vocab_size=len(tokenizer), **TINY)
-    return config, jax.device_get(init_params(MaskedLM(config), jax.random.key(0)))
+    return random_masked_lm(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def dropout_body(tokenizer):
+    return random_masked_lm(tokenizer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 
 
 def sequoia(shared_data_dir, split: str) -> ft.Split:
@@ -65,14 +77,15 @@ def word_predictions(result: ft.FinetuneResult, tokenizer, sentences, max_length
 
 # --------------------------------------------------------------------------- POS (Sequoia)
 
-# Measured (600 sentences, 3 epochs, lr 3e-3, 2 shared CPU cores, ~30 s): dev accuracy 0.61,
-# test 0.61, against a majority-class (NOUN) baseline of 0.217 / 0.215. Words are cut into
-# many pieces by the 1000-token tokenizer (a quarter start with a bare "▁"), which is what
-# keeps a tiny random-init model far from a real tagger's 0.97.
+# Measured (400 sentences, 3 epochs, lr 3e-3, ~20 s on 2 shared CPU cores), seeds 0/1/2: dev
+# accuracy 0.618/0.616/0.615, test 0.613/0.608/0.612, against a majority-class (NOUN)
+# baseline of 0.217 (dev) / 0.215 (test). Words are cut into many pieces by the 1000-token
+# tokenizer (a quarter start with a bare "▁"), which keeps a tiny random-init model far from
+# a real tagger's 0.97.
 POS_CFG = ft.FinetuneConfig(
-    learning_rate=3e-3, epochs=3, batch_size=16, max_length=128, patience=1, max_train_examples=600, seed=0
+    learning_rate=3e-3, epochs=3, batch_size=16, max_length=128, patience=1, max_train_examples=400, seed=0
 )
-POS_MIN_ACCURACY = 0.45
+POS_MIN_ACCURACY = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +109,9 @@ def test_pos_tagging_beats_majority_class_on_sequoia(pos_run, tokenizer):
     test = splits["test"].examples
     predicted = word_predictions(result, tokenizer, test, POS_CFG.max_length)
     correct = sum(
-        p == g
-        for pred, sent in zip(predicted, test, strict=True)
-        for p, g in zip(pred, sent.tags, strict=True)
+        p == g for pred, sent in zip(predicted, test, strict=True) for p, g in zip(pred, sent.tags, strict=True)
     )
-    assert result.metrics["test"][test_name]["accuracy"] == pytest.approx(
-        correct / sum(len(s.tags) for s in test)
-    )
+    assert result.metrics["test"][test_name]["accuracy"] == pytest.approx(correct / sum(len(s.tags) for s in test))
     # Early stopping kept the best epoch's parameters and its dev scores.
     history = result.metrics["history"]
     best = max(history, key=lambda h: h["dev"]["accuracy"])
@@ -134,9 +143,13 @@ def test_token_classification_export_matches_hf_pipeline(pos_run, tokenizer, tmp
 # ---------------------------------------------------------------------------------- NER
 
 
-def test_ner_on_wikineural_and_europeana_reports_seqeval_f1(body, tokenizer, shared_data_dir):
+# Measured (400 WikiNEuRal sentences, 2 epochs, 64 sub-tokens, ~20 s), starting from the
+# POS-tuned body: entity F1 0.18 on WikiNEuRal test[:100], 0.31 on Europeana[:100], 0.19 on
+# dev. From the random body (or after one epoch) the model still predicts only O: F1 0.
+def test_ner_on_wikineural_and_europeana_reports_seqeval_f1(pos_run, tokenizer, shared_data_dir):
     from seqeval.metrics import f1_score
 
+    pos_result, _ = pos_run
     wikineural = shared_data_dir / "wikineural_fr"
     train = ft.read_split(str(wikineural / "val.conllu"), "ner")
     test_sentences = readers.read_tagged(wikineural / "test.conllu")
@@ -147,22 +160,21 @@ def test_ner_on_wikineural_and_europeana_reports_seqeval_f1(body, tokenizer, sha
     ]
     cfg = ft.FinetuneConfig(
         learning_rate=3e-3,
-        epochs=1,
+        epochs=2,
         batch_size=16,
-        max_length=96,
-        max_train_examples=300,
+        max_length=64,
+        max_train_examples=400,
         max_eval_examples=100,
     )
-    result = ft.finetune(body, tokenizer, "ner", train, dev, tests, cfg)
-    assert set(result.id2label.values()) == {"O"} | {
-        f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")
-    }
+    # Any params with a `roberta` body will do: here the POS tagger's, which knows proper nouns.
+    result = ft.finetune((pos_result.config, pos_result.params), tokenizer, "ner", train, dev, tests, cfg)
+    assert set(result.id2label.values()) == {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")}
     for split in tests:
         scores = result.metrics["test"][split.name]
         gold = [s.tags for s in split.examples[:100]]
         predicted = word_predictions(result, tokenizer, split.examples[:100], cfg.max_length)
         assert scores["f1"] == pytest.approx(f1_score(gold, predicted, zero_division=0))
-        assert 0.0 <= scores["precision"] <= 1.0 and 0.0 <= scores["recall"] <= 1.0
+        assert scores["f1"] > 0.05, (split.name, scores)
     assert ft.tag_scheme(train.examples) == "iob2"
     assert ft.tag_scheme([TaggedSentence(["Jean", "Dupont"], ["I-PER", "I-PER"])]) == "iob1"
 
@@ -176,23 +188,22 @@ def pair_task(lines: list[str], tokenizer, count: int, seed: int) -> list[TextEx
     Ten frequent words that the tokenizer keeps whole, so the label depends only on comparing
     the two segments: no single text says anything about it (chance is exactly 50 %).
     """
-    counts = collections.Counter(
-        w for line in lines for w in re.findall(r"[a-zàâçéèêîôûœ]{4,}", line.lower())
-    )
+    counts = collections.Counter(w for line in lines for w in re.findall(r"[a-zàâçéèêîôûœ]{4,}", line.lower()))
     words = [w for w, _ in counts.most_common(200) if len(tokenizer.tokenize(w)) == 1][:10]
     rng = np.random.default_rng(seed)
     examples = []
     for _ in range(count):
         text, other = rng.choice(words, 2, replace=False)
         repeat = bool(rng.integers(2))
-        examples.append(
-            TextExample(str(text), str(text if repeat else other), "repeat" if repeat else "distinct")
-        )
+        examples.append(TextExample(str(text), str(text if repeat else other), "repeat" if repeat else "distinct"))
     return examples
 
 
-# Measured (1000 pairs, 4 epochs, lr 3e-3, ~20 s): dev 0.85, test 0.845; chance 0.5.
-PAIR_CFG = ft.FinetuneConfig(learning_rate=3e-3, epochs=4, batch_size=16, max_length=16, patience=2, seed=0)
+# Measured (1000 pairs, 6 epochs, lr 2e-3, ~15 s, under pytest's 8 fake CPU devices): test
+# accuracy 0.975 for seed 0, 0.88-0.985 over seeds 0-5; chance is 0.5. The model sits at
+# chance for an epoch or two before it learns to compare the segments (at lr 3e-3 some seeds
+# never leave it), hence no early stopping here.
+PAIR_CFG = ft.FinetuneConfig(learning_rate=2e-3, epochs=6, batch_size=16, max_length=16, patience=6, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -230,28 +241,34 @@ def test_sequence_classification_export_matches_hf_pipeline(pair_run, tokenizer,
     np.testing.assert_allclose([a["score"] for a in answers], probs.max(-1), atol=1e-5)
 
 
-def test_same_seed_same_run_other_seed_other_run(body, tokenizer, french_lines):
-    train, dev = (
-        ft.Split(n, pair_task(french_lines, tokenizer, 48, s)) for n, s in (("train", 0), ("dev", 1))
-    )
+@pytest.fixture(scope="module")
+def wikiner_pos_file(tmp_path_factory):
+    """Twelve WikiNER lines; fine-tuned with the POS field by the tests below (same shapes and
+    config in both, so they share one compiled step)."""
+    rows = [
+        "Marie|NAM|I-PER vit|VER|O à|PRP|O Paris|NAM|I-LOC",
+        "Il|PRO|O dort|VER|O",
+        "Jean|NAM|I-PER part|VER|O",
+    ]
+    path = tmp_path_factory.mktemp("wikiner") / "train.txt"
+    path.write_text("\n".join(rows * 4) + "\n", encoding="utf-8")
+    return path
+
+
+def test_same_seed_same_run_other_seed_other_run(dropout_body, tokenizer, wikiner_pos_file):
+    split = ft.read_split(str(wikiner_pos_file), "pos", "wikiner")
     runs = [
         ft.finetune(
-            body,
-            tokenizer,
-            "cls",
-            train,
-            dev,
-            [],
-            ft.FinetuneConfig(epochs=1, batch_size=16, max_length=16, seed=seed, learning_rate=1e-3),
+            dropout_body, tokenizer, "pos", split, split, [], ft.FinetuneConfig(epochs=1, max_length=16, seed=s)
         )
-        for seed in (3, 3, 4)
+        for s in (3, 3, 4)
     ]
     same = jax.tree.map(np.array_equal, runs[0].params, runs[1].params)
     assert all(jax.tree.leaves(same)) and runs[0].metrics == runs[1].metrics
-    assert not np.array_equal(
-        runs[0].params["classifier"]["out_proj"]["kernel"], runs[2].params["classifier"]["out_proj"]["kernel"]
-    )
+    assert not np.array_equal(runs[0].params["classifier"]["kernel"], runs[2].params["classifier"]["kernel"])
     summary = ft.summarize(runs)
+    losses = [r.metrics["history"][0]["train_loss"] for r in runs]
+    assert losses[0] == losses[1] != losses[2]
     accuracies = [r.metrics["dev"]["accuracy"] for r in runs]
     assert summary["dev"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     assert summary["dev"]["accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
@@ -283,9 +300,7 @@ def test_hf_task_without_validation_holds_out_a_tenth_of_train(monkeypatch):
 def test_test_label_unseen_in_training_is_named(body, tokenizer):
     train = ft.Split("train.conllu", [TaggedSentence(["Il", "dort"], ["PRON", "VERB"])])
     dev = ft.Split("dev.conllu", [TaggedSentence(["Elle", "mange"], ["PRON", "VERB"])])
-    test = ft.Split(
-        "test.conllu", [TaggedSentence(["Oh", "!", "il", "dort"], ["INTJ", "PUNCT", "PRON", "VERB"])]
-    )
+    test = ft.Split("test.conllu", [TaggedSentence(["Oh", "!", "il", "dort"], ["INTJ", "PUNCT", "PRON", "VERB"])])
     with pytest.raises(
         ValueError,
         match=r"test\.conllu: label\(s\) absent from the training data: 'INTJ' \(1x\), "
@@ -332,27 +347,22 @@ def test_finetune_cli_names_the_malformed_wikiner_line(body, tokenizer, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_finetune_cli_runs_seeds_and_exports(body, tokenizer, tmp_path, capsys, script_main):
+def test_finetune_cli_runs_seeds_and_exports(dropout_body, tokenizer, wikiner_pos_file, tmp_path, capsys, script_main):
     import json
 
-    model_dir = save_hf(*body, tmp_path / "model", tokenizer)
-    rows = [
-        "Marie|NAM|I-PER vit|VER|O à|PRP|O Paris|NAM|I-LOC",
-        "Il|PRO|O dort|VER|O",
-        "Jean|NAM|I-PER part|VER|O",
-    ]
-    (tmp_path / "train.txt").write_text("\n".join(rows * 4) + "\n", encoding="utf-8")
+    model_dir = save_hf(*dropout_body, tmp_path / "model", tokenizer)
+    data = str(wikiner_pos_file)
     argv = [
         "--model",
         str(model_dir),
         "--task",
         "pos",
         "--train",
-        str(tmp_path / "train.txt"),
+        data,
         "--dev",
-        str(tmp_path / "train.txt"),
+        data,
         "--test",
-        str(tmp_path / "train.txt"),
+        data,
         "--out",
         str(tmp_path / "out"),
         "--seeds",
@@ -371,6 +381,8 @@ def test_finetune_cli_runs_seeds_and_exports(body, tokenizer, tmp_path, capsys, 
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [0, 1]
     assert sorted(report["labels"].values()) == ["NAM", "PRO", "PRP", "VER"]  # POS: WikiNER's middle field
-    assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == [
-        "CamembertForTokenClassification"
-    ]
+    best = max(report["runs"], key=lambda r: r["dev"]["accuracy"])
+    assert report["best_seed"] == best["seed"]
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert exported["architectures"] == ["CamembertForTokenClassification"]
+    assert sorted(exported["label2id"]) == ["NAM", "PRO", "PRP", "VER"]

@@ -21,8 +21,8 @@ MAX_ELEMENTWISE_EXCESS = 1.12
 
 def test_layer_formula_is_the_textbook_one_when_ffn_is_4h():
     shape = perf.StepShape(hidden=256, ffn=1024, batch=4, seq=32)
-    b, l, h = shape.batch, shape.seq, shape.hidden
-    assert perf.layer_forward_flops(shape.teacher, b, l) == 24 * b * l * h * h + 4 * b * l * l * h
+    b, n, h = shape.batch, shape.seq, shape.hidden
+    assert perf.layer_forward_flops(shape.teacher, b, n) == 24 * b * n * h * h + 4 * b * n * n * h
 
 
 def test_step_is_teacher_forward_plus_three_student_forwards():
@@ -57,6 +57,8 @@ def test_matmul_peak_is_measured_and_positive():
     flops, size = perf.measure_peak_flops("float32", sizes=(64, 128))
     assert size in (64, 128)
     assert 1e6 < flops < 1e15
+    _, matmul_flops = perf.matmul_runner(size, chain=3)
+    assert matmul_flops == 2 * size**3 * 3
 
 
 @pytest.mark.parametrize("flag, value", [("--teacher-layers", 4), ("--batch", 8)])
@@ -68,3 +70,17 @@ def test_flags_override_the_default_shape(flag, value):
     shape, hparams = perf.shape_and_hparams_from_args(parser.parse_args([flag, str(value)]))
     assert getattr(shape, flag.lstrip("-").replace("-", "_")) == value
     assert hparams.max_grad_norm == 5.0
+
+
+def test_run_config_gives_the_shape_it_trains():
+    import argparse
+    import pathlib
+
+    configs = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    parser = argparse.ArgumentParser()
+    perf.add_shape_args(parser)
+    args = parser.parse_args(["--config", str(configs / "paper.py"), "--seq", "128"])
+    shape, hparams = perf.shape_and_hparams_from_args(args)
+    assert (shape.teacher_layers, shape.student_layers, shape.hidden, shape.vocab) == (12, 6, 768, 32005)
+    assert shape.seq == 128 and shape.dtype == "bfloat16"
+    assert hparams.warmup_steps == 5000

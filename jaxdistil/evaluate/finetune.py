@@ -221,13 +221,11 @@ def _score_tags(
     scores = {"accuracy": metrics.token_accuracy(gold, predicted)}
     if task == "ner":
         scores.update(metrics.entity_scores(gold, predicted, scheme=scheme))
-    scores["truncated_words"] = float(encoding.truncated_words)
+    scores["truncated_words"] = encoding.truncated_words
     return scores
 
 
-def _score_labels(
-    predictions: np.ndarray, *, gold: list[str], id2label: Mapping[int, str]
-) -> dict[str, float]:
+def _score_labels(predictions: np.ndarray, *, gold: list[str], id2label: Mapping[int, str]) -> dict[str, float]:
     predicted = [id2label[int(i)] for i in predictions]
     return {"accuracy": metrics.accuracy(gold, predicted), "macro_f1": metrics.macro_f1(gold, predicted)}
 
@@ -295,10 +293,7 @@ def init_finetune_params(module: nn.Module, body_params: Mapping[str, Any], rng:
     fresh = init_params(module, rng)
     body = body_params["roberta"]
     expected = jax.tree.map(np.shape, fresh["roberta"])
-    if (
-        jax.tree.structure(body) != jax.tree.structure(fresh["roberta"])
-        or jax.tree.map(np.shape, body) != expected
-    ):
+    if jax.tree.structure(body) != jax.tree.structure(fresh["roberta"]) or jax.tree.map(np.shape, body) != expected:
         raise ValueError(
             "the pretrained 'roberta' params do not match the model config "
             "(names or shapes differ): pass the config that belongs to the checkpoint"
@@ -460,9 +455,7 @@ def finetune(
     config, pretrained = model
     check_tokenizer(tokenizer, config)
     if cfg.max_length > config.max_sequence_length:
-        raise ValueError(
-            f"max_length={cfg.max_length} exceeds the model's {config.max_sequence_length} positions"
-        )
+        raise ValueError(f"max_length={cfg.max_length} exceeds the model's {config.max_sequence_length} positions")
     data = prepare_data(task, tokenizer, train, dev, tests, cfg)
     module = head_module(task, config, len(data.label_map))
     params = init_finetune_params(module, pretrained, jax.random.fold_in(jax.random.key(cfg.seed), 0))
@@ -474,16 +467,12 @@ def finetune(
     predict_fn = jax.jit(functools.partial(predict_step, module=module))
 
     def evaluate(params: Params, split: EncodedSplit) -> dict[str, float]:
-        return split.score(
-            predict(predict_fn, params, split.arrays, cfg.eval_batch_size, config.pad_token_id)
-        )
+        return split.score(predict(predict_fn, params, split.arrays, cfg.eval_batch_size, config.pad_token_id))
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "params": None, "dev": None}
     shuffle = np.random.default_rng(cfg.seed)
-    bar = tqdm(
-        total=steps_per_epoch * cfg.epochs, desc=f"{task} seed {cfg.seed}", unit="step", disable=not progress
-    )
+    bar = tqdm(total=steps_per_epoch * cfg.epochs, desc=f"{task} seed {cfg.seed}", unit="step", disable=not progress)
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for batch in iter_batches(

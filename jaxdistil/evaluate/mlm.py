@@ -94,9 +94,7 @@ def mlm_eval_step(
         "correct": jnp.sum(selected & (predicted == labels), dtype=jnp.int32),
     }
     if teacher_params is not None:
-        teacher_logits = teacher_module.apply(
-            {"params": teacher_params}, input_ids, batch["attention_mask"]
-        ).logits
+        teacher_logits = teacher_module.apply({"params": teacher_params}, input_ids, batch["attention_mask"]).logits
         agree = selected & (predicted == jnp.argmax(teacher_logits, axis=-1))
         sums["agree"] = jnp.sum(agree, dtype=jnp.int32)
         sums["kl"] = jnp.sum(jnp.where(selected, per_token_kl(logits, teacher_logits, 1.0), 0.0))
@@ -146,9 +144,7 @@ def evaluate_mlm(
     if blocks.ndim != 2 or len(blocks) == 0:
         raise ValueError(f"expected a non-empty (N, seq_len) array of blocks, got shape {blocks.shape}")
     if blocks.shape[1] > config.max_sequence_length:
-        raise ValueError(
-            f"seq_len {blocks.shape[1]} exceeds the model's {config.max_sequence_length} positions"
-        )
+        raise ValueError(f"seq_len {blocks.shape[1]} exceeds the model's {config.max_sequence_length} positions")
     if int(blocks.max()) >= config.vocab_size:
         raise ValueError(
             f"token id {int(blocks.max())} is outside the model's vocabulary "
@@ -158,9 +154,7 @@ def evaluate_mlm(
     if teacher is not None:
         _check_pair(config, teacher[0])
         teacher_module, teacher_params = MaskedLM(teacher[0]), teacher[1]
-    step = jax.jit(
-        functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module, spec=spec)
-    )
+    step = jax.jit(functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module, spec=spec))
     batches = pipeline.make_eval_batches(
         blocks, global_batch_size=batch_size, pad_id=config.pad_token_id, process_index=0, process_count=1
     )
@@ -208,9 +202,7 @@ def compare_models(
 # ------------------------------------------------------------------------- held-out data
 
 
-def blocks_from_texts(
-    texts: Iterable[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None
-) -> np.ndarray:
+def blocks_from_texts(texts: Iterable[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None) -> np.ndarray:
     """Packs texts into at most `max_blocks` blocks, tokenising only what those need."""
     ids = tokenize.special_ids(tokenizer)
     stream = tokenize.iter_packed_blocks(
@@ -225,16 +217,12 @@ def blocks_from_texts(
     return np.stack(blocks)
 
 
-def load_eval_blocks(
-    paths: Sequence[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None
-) -> np.ndarray:
+def load_eval_blocks(paths: Sequence[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None) -> np.ndarray:
     """Held-out blocks from one token-shard directory (scripts/prepare_data.py) or text files."""
     from jaxdistil.data import corpus
 
     if len(paths) == 1 and (pathlib.Path(paths[0]) / tokenize.META_FILE).is_file():
-        blocks, meta = tokenize.read_shards(
-            paths[0], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer)
-        )
+        blocks, meta = tokenize.read_shards(paths[0], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer))
         count = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
         return np.asarray(blocks[:count], dtype=np.int32)
     return blocks_from_texts(corpus.iter_local_texts(paths), tokenizer, seq_len, max_blocks)
@@ -260,13 +248,9 @@ def fill_mask(model: Model, tokenizer: Any, text: str, top_k: int = 5) -> list[d
     input_ids = np.asarray(tokenizer(text)["input_ids"], dtype=np.int32)
     positions = np.flatnonzero(input_ids == tokenizer.mask_token_id)
     if positions.size == 0:
-        raise ValueError(
-            f"no {tokenizer.mask_token} token in {text!r}: write it where a word should be guessed"
-        )
+        raise ValueError(f"no {tokenizer.mask_token} token in {text!r}: write it where a word should be guessed")
     if len(input_ids) > config.max_sequence_length:
-        raise ValueError(
-            f"the text has {len(input_ids)} tokens; the model reads at most {config.max_sequence_length}"
-        )
+        raise ValueError(f"the text has {len(input_ids)} tokens; the model reads at most {config.max_sequence_length}")
     logits = _mlm_logits(config, params, input_ids[None])[0, positions]
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
     single = positions.size == 1
@@ -274,10 +258,7 @@ def fill_mask(model: Model, tokenizer: Any, text: str, top_k: int = 5) -> list[d
     for position, row in zip(positions, probs, strict=True):
         best = np.argsort(-row, kind="stable")[:top_k]
         answers.append(
-            [
-                _proposal(tokenizer, input_ids, position, int(token), float(row[token]), single)
-                for token in best
-            ]
+            [_proposal(tokenizer, input_ids, position, int(token), float(row[token]), single) for token in best]
         )
     return answers[0] if single else answers
 

@@ -1,0 +1,453 @@
+"""Markdown report of a miniature reproduction run (scripts/reproduce_mini.sh, issue #6).
+
+    python scripts/mini_report.py --run runs/mini --out docs/results.md
+
+Reads RUN's outputs — {teacher,distil,scratch}/{run_config.json,metrics.jsonl}, eval/mlm.json,
+ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, timings.tsv, commands.tsv, invocations.tsv — and
+writes one table (params, held-out MLM accuracy and perplexity, POS accuracy on Sequoia/GSD test,
+NER F1 on WikiNEuRal test/Europeana as mean ± std over seeds, sequences/s), the share of the
+teacher each student retains, the training runs, the exact commands and stage timings, and the
+training curves as a PNG beside the markdown (OUT_STEM_curves.png). It says plainly when the runs
+were smaller than the full miniature reproduction or stopped early. Missing outputs show as "–".
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import math
+import pathlib
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+ROLES = {"teacher": "teacher (4 × 256)", "distil": "distilled student (2 × 256)",
+         "scratch": "scratch student (2 × 256)"}
+STUDENTS = ("distil", "scratch")
+# The full miniature reproduction (scripts/reproduce_mini.sh defaults, configs/mini.py).
+FULL = {"steps": 1000, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3, "ft_max_train": 2000}
+# (column, task, substring of the test file's path, metric)
+TEST_COLUMNS = (
+    ("POS acc Sequoia test", "pos", "fr_sequoia-ud-test", "accuracy"),
+    ("POS acc GSD test", "pos", "fr_gsd-ud-test", "accuracy"),
+    ("NER F1 WikiNEuRal test", "ner", "wikineural_fr/test", "f1"),
+    ("NER F1 Europeana", "ner", "enp_FR", "f1"),
+)
+SPEED_LINE = re.compile(r"^(\w+) (\d+)x(\d+): teacher ([\d.]+) seq/s, student ([\d.]+) seq/s")
+DASH = "–"
+DATA_SOURCES = """\
+- MLM / distillation text: ELTeC-fra (COST-ELTeC/ELTeC-fra @ 83f0a43, `plain1/`), 96 French novels
+  1840–1920, public domain; whole novels are held out for the MLM evaluation.
+- POS: UD French-Sequoia (UniversalDependencies/UD_French-Sequoia @ f5b0496, LGPL-LR) train/dev/test;
+  UD French-GSD test (UniversalDependencies/UD_French-GSD @ 830e278, CC BY-SA 4.0) as a cross-domain test.
+- NER: WikiNEuRal French (Babelscape/wikineural @ d2e28c7, CC BY-NC-SA 4.0, research use): `val.conllu`
+  is the training data (every 10th sentence held out as dev), reported on `test.conllu`; Europeana
+  Newspapers French (EuropeanaNewspapers/ner-corpora @ 6bf838d, CC0), noisy OCR, out of domain. Europeana
+  has no MISC entities, so a model's MISC predictions there count as false positives.
+"""
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def read_json(path: pathlib.Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def read_metrics(path: pathlib.Path) -> dict[int, dict[str, float]]:
+    """step -> scalars; a resumed run rewrites the steps since its checkpoint, the last line wins."""
+    steps: dict[int, dict[str, float]] = collections.defaultdict(dict)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                steps[int(record.pop("step"))].update(record)
+    return dict(sorted(steps.items()))
+
+
+def read_tsv(path: pathlib.Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def read_speed(path: pathlib.Path) -> dict[str, Any] | None:
+    """benchmarks/inference.py's output: the device and one row per (framework, setting)."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    rows = [
+        {"framework": m[1], "batch": int(m[2]), "length": int(m[3]), "teacher": float(m[4]), "student": float(m[5])}
+        for m in map(SPEED_LINE.match, text.splitlines()) if m
+    ]
+    if not rows:
+        raise ValueError(f"{path}: no 'FRAMEWORK BxL: teacher X seq/s, student Y seq/s' lines")
+    device = re.search(r"; device (.+)$", text, re.MULTILINE)
+    return {"device": device[1].strip() if device else "?", "rows": rows}
+
+
+def headline_speed(speed: dict[str, Any]) -> dict[str, Any]:
+    """The row the main table shows: JAX (else the first framework) at the largest batch."""
+    rows = speed["rows"]
+    framework = "jax" if any(r["framework"] == "jax" for r in rows) else rows[0]["framework"]
+    return max((r for r in rows if r["framework"] == framework), key=lambda r: (r["batch"], r["length"]))
+
+
+def load_run(run: pathlib.Path) -> dict[str, Any]:
+    """Everything the report needs, with None where an output is missing."""
+    out: dict[str, Any] = {"run": run, "train": {}, "ft": {}, "speed": {}}
+    for role in ROLES:
+        out["train"][role] = {
+            "config": read_json(run / role / "run_config.json"),
+            "metrics": read_metrics(run / role / "metrics.jsonl"),
+            "exported": (run / role / "hf" / "model.safetensors").is_file(),
+        }
+        for task in ("pos", "ner"):
+            out["ft"][task, role] = read_json(run / "ft" / f"{task}_{role}" / "results.json")
+    for role in STUDENTS:
+        out["speed"][role] = read_speed(run / "speed" / f"{role}.log")
+    mlm = read_json(run / "eval" / "mlm.json")
+    out["mlm_meta"] = mlm
+    out["mlm"] = {}
+    for row in (mlm or {}).get("rows", []):
+        role = "teacher" if row["role"] == "teacher" else pathlib.Path(row["model"]).parent.name
+        out["mlm"][role] = row
+    out["timings"] = read_tsv(run / "timings.tsv")
+    out["commands"] = read_tsv(run / "commands.tsv")
+    out["invocations"] = read_tsv(run / "invocations.tsv")
+    return out
+
+
+# ---------------------------------------------------------------------------- deriving
+
+
+def test_score(results: dict | None, path_part: str, metric: str) -> dict[str, float] | None:
+    """{mean, std} of `metric` on the test set whose path contains `path_part`."""
+    if not results:
+        return None
+    for split, scores in results["summary"].items():
+        if split != "dev" and path_part in split.replace("\\", "/"):
+            return scores.get(metric)
+    return None
+
+
+def model_values(data: dict[str, Any], role: str) -> dict[str, Any]:
+    """The main table's numbers for one model (None where missing)."""
+    mlm = data["mlm"].get(role, {})
+    values: dict[str, Any] = {"params": mlm.get("params"), "mlm_acc": mlm.get("accuracy"),
+                              "mlm_ppl": mlm.get("perplexity")}
+    for column, task, part, metric in TEST_COLUMNS:
+        values[column] = test_score(data["ft"][task, role], part, metric)
+    speed = data["speed"].get("distil" if role == "teacher" else role)
+    values["speed"] = None
+    if speed:
+        row = headline_speed(speed)
+        values["speed"] = row["teacher" if role == "teacher" else "student"]
+    return values
+
+
+def size_notes(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(ways the runs are smaller than the full miniature reproduction, ways they stopped early)."""
+    smaller, short = [], []
+    for role in ROLES:
+        train = data["train"][role]
+        config = train["config"]
+        if config is None:
+            short.append(f"{role}: not trained (no {role}/run_config.json)")
+            continue
+        steps, batch, seq = config["train"]["steps"], config["train"]["batch_size"], config["data"]["seq_len"]
+        if steps < FULL["steps"] or batch < FULL["batch_size"] or seq < FULL["seq_len"]:
+            smaller.append(f"{role}: {steps} steps of {batch} × {seq} tokens "
+                           f"(full: {FULL['steps']} steps of {FULL['batch_size']} × {FULL['seq_len']})")
+        reached = max(train["metrics"], default=0)
+        if reached < steps or not train["exported"]:
+            short.append(f"{role}: stopped at step {reached} of {steps}"
+                         + ("" if train["exported"] else " (no HF export)"))
+    ft_configs = {k: v["config"] for k, v in data["ft"].items() if v}
+    for (task, role), cfg in sorted(ft_configs.items()):
+        issues = []
+        if len(cfg["seed"]) < FULL["ft_seeds"]:
+            issues.append(f"{len(cfg['seed'])} seed(s)")
+        if cfg["epochs"] < FULL["ft_epochs"]:
+            issues.append(f"{cfg['epochs']} epoch(s)")
+        if cfg["max_train_examples"] is not None and cfg["max_train_examples"] < FULL["ft_max_train"]:
+            issues.append(f"{cfg['max_train_examples']} training examples")
+        if issues:
+            smaller.append(f"{task.upper()} fine-tuning of {role}: " + ", ".join(issues))
+    missing = [f"{task}_{role}" for (task, role), v in data["ft"].items() if v is None]
+    if missing:
+        short.append("fine-tuning results missing: " + ", ".join(missing))
+    if not data["mlm"]:
+        short.append("MLM evaluation missing (eval/mlm.json)")
+    if not all(data["speed"].values()):
+        short.append("inference speed missing for: " + ", ".join(r for r, s in data["speed"].items() if not s))
+    return smaller, short
+
+
+# ------------------------------------------------------------------------------ format
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{100 * value:.{digits}f}"
+
+
+def mean_std(score: dict[str, float] | None) -> str:
+    return DASH if score is None else f"{100 * score['mean']:.2f} ± {100 * score['std']:.2f}"
+
+
+def ratio(student: float | None, teacher: float | None, as_percent: bool = True) -> str:
+    if student is None or teacher is None or teacher == 0 or math.isnan(teacher):
+        return DASH
+    return f"{100 * student / teacher:.1f} %" if as_percent else f"{student / teacher:.2f} ×"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_section(data: dict[str, Any]) -> list[str]:
+    values = {role: model_values(data, role) for role in ROLES}
+    speed = data["speed"].get("distil")
+    speed_label = "seq/s"
+    if speed:
+        h = headline_speed(speed)
+        speed_label = f"seq/s ({h['framework']}, {h['batch']}×{h['length']})"
+    header = ["model", "params", "MLM acc %", "MLM ppl", *(c for c, *_ in TEST_COLUMNS), speed_label]
+    rows = []
+    for role, name in ROLES.items():
+        v = values[role]
+        rows.append([
+            name,
+            DASH if v["params"] is None else f"{v['params'] / 1e6:.2f} M",
+            pct(v["mlm_acc"]),
+            DASH if v["mlm_ppl"] is None else f"{v['mlm_ppl']:.1f}",
+            *(mean_std(v[c]) for c, *_ in TEST_COLUMNS),
+            DASH if v["speed"] is None else f"{v['speed']:.1f}",
+        ])
+    teacher = values["teacher"]
+
+    def mean(score):
+        return None if score is None else score["mean"]
+
+    retained_rows = []
+    for role in STUDENTS:
+        v = values[role]
+        retained_rows.append([
+            ROLES[role],
+            ratio(v["params"], teacher["params"]),
+            ratio(v["mlm_acc"], teacher["mlm_acc"]),
+            *(ratio(mean(v[c]), mean(teacher[c])) for c, *_ in TEST_COLUMNS),
+            ratio(v["speed"], teacher["speed"], as_percent=False),
+        ])
+    retained_header = ["student", "params", "MLM acc", *(c for c, *_ in TEST_COLUMNS), "speed-up"]
+    mlm_meta = data["mlm_meta"] or {}
+    ft_config = next((v["config"] for v in data["ft"].values() if v), None)
+    notes = []
+    if mlm_meta:
+        notes.append(f"MLM: {mlm_meta['num_blocks']} held-out blocks × {mlm_meta['seq_len']} tokens from novels "
+                     f"never trained on, {mlm_meta['mlm_probability']:.0%} masked (seed {mlm_meta['seed']}); "
+                     "every model sees the same masked positions.")
+    if ft_config:
+        notes.append(
+            f"Fine-tuning: mean ± std over seeds {ft_config['seed']}, {ft_config['epochs']} epoch(s), "
+            f"lr {ft_config['learning_rate']}, batch {ft_config['batch_size']}, max length "
+            f"{ft_config['max_length']}, training examples ≤ {ft_config['max_train_examples'] or 'all'}, "
+            f"dev/test examples ≤ {ft_config['max_eval_examples'] or 'all'} (the first ones of each file); "
+            "the test scores are those of the epoch with the best dev score.")
+    if speed:
+        notes.append(f"Speed: benchmarks/inference.py on {speed['device']}, median of timed calls; "
+                     "all settings under 'Inference speed' below.")
+    return [
+        "## Results", "",
+        markdown_table(header, rows), "",
+        "Accuracy and F1 in %. What each student retains of the teacher:", "",
+        markdown_table(retained_header, retained_rows), "",
+        *(f"- {n}" for n in notes), "",
+    ]
+
+
+def agreement_section(data: dict[str, Any]) -> list[str]:
+    if not data["mlm"]:
+        return []
+    rows = []
+    for role, name in ROLES.items():
+        row = data["mlm"].get(role)
+        if row:
+            rows.append([name, f"{row['loss']:.4f}", f"{row['perplexity']:.2f}", pct(row["accuracy"]),
+                         pct(row.get("agreement")), DASH if row.get("kl") is None else f"{row['kl']:.4f}"])
+    return ["## Held-out masked LM", "",
+            markdown_table(["model", "loss", "perplexity", "accuracy %", "top-1 agreement with teacher %",
+                            "KL(teacher ‖ model)"], rows), ""]
+
+
+def training_section(data: dict[str, Any], curves: str | None) -> list[str]:
+    rows = []
+    for role, name in ROLES.items():
+        train = data["train"][role]
+        config, metrics = train["config"], train["metrics"]
+        if config is None:
+            rows.append([name] + [DASH] * 7)
+            continue
+        train_steps = [s for s, m in metrics.items() if "loss/total" in m]
+        eval_steps = [s for s, m in metrics.items() if "eval/mlm_loss" in m]
+        last = metrics[train_steps[-1]] if train_steps else {}
+        rows.append([
+            name, config["mode"], f"{max(metrics, default=0)} / {config['train']['steps']}",
+            f"{config['train']['batch_size']} × {config['data']['seq_len']}",
+            DASH if "loss/total" not in last else f"{last['loss/total']:.3f}",
+            DASH if "loss/mlm" not in last else f"{last['loss/mlm']:.3f}",
+            DASH if not eval_steps else f"{metrics[eval_steps[-1]]['eval/mlm_loss']:.3f}",
+            DASH if "perf/tokens_per_s" not in last else f"{last['perf/tokens_per_s']:.0f}",
+        ])
+    lines = ["## Training runs", "",
+             markdown_table(["model", "mode", "steps reached / planned", "batch × seq", "last loss/total",
+                             "last loss/mlm", "last eval MLM loss", "tokens/s"], rows), "",
+             "`loss/total` is the MLM loss for the teacher and the scratch student, and "
+             "0.5·KL·T² + 0.3·cosine + 0.2·MLM for the distilled student; `loss/mlm` compares all three.", ""]
+    if curves:
+        lines += [f"![training curves]({curves})", ""]
+    return lines
+
+
+def speed_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for role in STUDENTS:
+        speed = data["speed"].get(role)
+        for r in (speed or {}).get("rows", []):
+            rows.append([ROLES[role], r["framework"], f"{r['batch']}×{r['length']}", f"{r['teacher']:.1f}",
+                         f"{r['student']:.1f}", f"{r['student'] / r['teacher']:.2f} ×"])
+    if not rows:
+        return []
+    return ["## Inference speed", "",
+            markdown_table(["student", "framework", "batch×length", "teacher seq/s", "student seq/s",
+                            "speed-up"], rows), ""]
+
+
+def commands_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## How it was run", ""]
+    if data["invocations"]:
+        knobs = data["invocations"][-1]["knobs"]
+        lines += ["The last invocation (knobs as environment variables):", "", "```bash",
+                  f"{knobs} bash scripts/reproduce_mini.sh", "```", ""]
+    latest: dict[str, list[str]] = {}
+    for row in data["commands"]:  # a stage re-run after an interruption repeats its commands
+        commands = latest.setdefault(row["stage"], [])
+        if row["command"] not in commands:
+            commands.append(row["command"])
+    if latest:
+        lines += ["The commands each stage ran:", "", "```bash"]
+        for stage, commands in latest.items():
+            lines += [f"# {stage}", *commands]
+        lines += ["```", ""]
+    return lines
+
+
+def timings_section(data: dict[str, Any]) -> list[str]:
+    totals: dict[str, dict[str, Any]] = {}
+    for row in data["timings"]:
+        if row["status"] == "skipped":
+            continue
+        t = totals.setdefault(row["stage"], {"seconds": 0.0, "attempts": 0, "status": ""})
+        t["seconds"] += float(row["seconds"])
+        t["attempts"] += 1
+        t["status"] = row["status"]
+    if not totals:
+        return []
+    rows = [[stage, f"{t['seconds'] / 60:.1f}", str(t["attempts"]), t["status"]] for stage, t in totals.items()]
+    total = sum(t["seconds"] for t in totals.values())
+    rows.append(["**total**", f"**{total / 60:.1f}**", "", ""])
+    return ["## Stage timings", "", "Wall time summed over attempts (an interrupted stage resumes on the next "
+            "attempt); from `timings.tsv`.", "",
+            markdown_table(["stage", "minutes", "attempts", "last status"], rows), ""]
+
+
+def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
+    """loss/total, loss/mlm and eval MLM loss vs step for the three runs; False if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = (("loss/total", "training loss/total"), ("loss/mlm", "training MLM loss"),
+              ("eval/mlm_loss", "held-out MLM loss (training-time eval)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
+    plotted = False
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for role, name in ROLES.items():
+            points = [(s, m[key]) for s, m in data["train"][role]["metrics"].items() if key in m]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, marker="o" if len(points) < 20 else None, markersize=3, label=name)
+                plotted = True
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if plotted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return plotted
+
+
+def render(data: dict[str, Any], curves: str | None) -> str:
+    smaller, short = size_notes(data)
+    lines = ["# Miniature DistilCamemBERT reproduction", "",
+             "A 4-layer × 256 CamemBERT-shaped teacher pre-trained with MLM on French novels, a 2-layer student "
+             "distilled from it (layers copied from the teacher, 0.5·KL + 0.3·cosine + 0.2·MLM, T = 2) and the "
+             "same 2-layer student trained from scratch with MLM only for the same steps (DistilBERT's "
+             "ablation); all three fine-tuned on POS and NER with the same seeds and budget. Generated by "
+             f"`scripts/mini_report.py` from `{data['run']}`; produced by `scripts/reproduce_mini.sh` (issue #6). "
+             "Compare teacher and students here with each other, never with the paper's full-scale numbers.", ""]
+    if smaller:
+        lines += ["> **Toy-sized run — these numbers are not the miniature reproduction's results.** "
+                  "It is smaller than the full miniature chain in these ways:", ">"]
+        lines += [f"> - {s}" for s in smaller] + [""]
+    if short:
+        lines += ["> **Incomplete run** — stopped early or missing outputs:", ">"]
+        lines += [f"> - {s}" for s in short] + [""]
+    if not smaller and not short:
+        lines += ["Full-size miniature run: every model trained for its planned steps, every stage complete.", ""]
+    lines += results_section(data)
+    lines += agreement_section(data)
+    lines += training_section(data, curves)
+    lines += speed_section(data)
+    lines += commands_section(data)
+    lines += timings_section(data)
+    lines += ["## Data", "", DATA_SOURCES]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, type=pathlib.Path, help="the RUN directory of reproduce_mini.sh")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="markdown file to write")
+    args = parser.parse_args(argv)
+    if not args.run.is_dir():
+        print(f"error: no run directory {args.run}", file=sys.stderr)
+        return 2
+    try:
+        data = load_run(args.run)
+        curves_path = args.out.with_name(f"{args.out.stem}_curves.png")
+        curves = curves_path.name if plot_curves(data, curves_path) else None
+        text = render(data, curves)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}" + (f" and {curves_path}" if curves else " (no training curves to plot)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The miniature DistilCamemBERT reproduction (issue #6), end to end and resumable:
+#
+#   tokenizer -> token shards -> teacher (MLM) -> distilled student -> scratch student
+#   -> held-out MLM evaluation -> POS and NER fine-tuning of each model (same seeds, same budget)
+#   -> inference speed (teacher vs each student) -> report (scripts/mini_report.py)
+#
+#   bash scripts/reproduce_mini.sh                      # full size: ~1 h per training stage on 2 CPU cores
+#   STEPS=200 FT_SEEDS="0" RUN=runs/mini_short bash scripts/reproduce_mini.sh
+#
+# Every stage leaves RUN/.stages/NAME.done when it succeeds and is skipped when that marker exists,
+# so re-running the same command after an interruption resumes where it stopped (a training stage
+# resumes from its last checkpoint by itself; SIGINT/SIGTERM reach it so it checkpoints first).
+# Delete a marker (and the stage's output) to redo a stage. Wall times go to RUN/timings.tsv, the
+# exact commands to RUN/commands.tsv, the knobs of each invocation to RUN/invocations.tsv.
+#
+# Knobs (environment; relative paths are taken from the repository root):
+#   RUN=runs/mini  DATA=../shared/data  PYTHON=.venv/bin/python  REPORT=docs/results.md
+#   STEPS=1000            training steps of each of the three models (≈ 3.3 s/step for the teacher)
+#   VOCAB=8000 NOVELS='*.txt' HOLDOUT=6 SEED=0 SEQ_LEN=128
+#                         tokenizer size, which fr_novels files (a glob), how many whole novels are
+#                         held out for evaluation, the split seed, the block length
+#   TRAIN_OVERRIDES=''    extra flags for all three training runs, e.g. '--config.train.batch_size=8'
+#   EVAL_BLOCKS=2000      held-out blocks for the MLM evaluation
+#   FT_SEEDS='0 1 2' FT_EPOCHS=3 FT_MAX_TRAIN=2000 FT_MAX_EVAL=2000 FT_EXTRA=''
+#                         fine-tuning seeds and budget (FT_MAX_*='' = whole files); FT_EXTRA is passed
+#                         to scripts/finetune.py as is, e.g. '--max-length 64 --batch-size 8'
+#   BENCH_SETTINGS='1xSEQ_LEN 32xSEQ_LEN' BENCH_FRAMEWORKS='jax torch' BENCH_EXTRA=''
+#                         benchmarks/inference.py settings, frameworks, extra flags ('--repeats 3')
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN="${RUN:-runs/mini}"
+DATA="${DATA:-../shared/data}"
+PYTHON="${PYTHON:-.venv/bin/python}"
+REPORT="${REPORT:-docs/results.md}"
+STEPS="${STEPS:-1000}"
+VOCAB="${VOCAB:-8000}"
+NOVELS="${NOVELS:-*.txt}"
+HOLDOUT="${HOLDOUT:-6}"
+SEED="${SEED:-0}"
+SEQ_LEN="${SEQ_LEN:-128}"
+TRAIN_OVERRIDES="${TRAIN_OVERRIDES:-}"
+EVAL_BLOCKS="${EVAL_BLOCKS:-2000}"
+FT_SEEDS="${FT_SEEDS:-0 1 2}"
+FT_EPOCHS="${FT_EPOCHS:-3}"
+FT_MAX_TRAIN="${FT_MAX_TRAIN-2000}"
+FT_MAX_EVAL="${FT_MAX_EVAL-2000}"
+FT_EXTRA="${FT_EXTRA:-}"
+BENCH_SETTINGS="${BENCH_SETTINGS:-1x$SEQ_LEN 32x$SEQ_LEN}"
+BENCH_FRAMEWORKS="${BENCH_FRAMEWORKS:-jax torch}"
+BENCH_EXTRA="${BENCH_EXTRA:-}"
+KNOBS=(RUN DATA PYTHON REPORT STEPS VOCAB NOVELS HOLDOUT SEED SEQ_LEN TRAIN_OVERRIDES EVAL_BLOCKS FT_SEEDS
+       FT_EPOCHS FT_MAX_TRAIN FT_MAX_EVAL FT_EXTRA BENCH_SETTINGS BENCH_FRAMEWORKS BENCH_EXTRA)
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
+export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
+
+ROLES=(teacher distil scratch)
+SEQUOIA="$DATA/ud_french_sequoia/fr_sequoia-ud"
+GSD_TEST="$DATA/ud_french_gsd/fr_gsd-ud-test.conllu"
+WIKINEURAL="$DATA/wikineural_fr"
+EUROPEANA="$DATA/europeana_fr_ner/enp_FR.bnf.bio"
+
+for f in "$DATA/README.md" "$SEQUOIA-train.conllu" "$GSD_TEST" "$WIKINEURAL/val.conllu" "$EUROPEANA"; do
+  [ -f "$f" ] || { echo "reproduce_mini: missing $f (DATA=$DATA; see README: ../shared/data)" >&2; exit 2; }
+done
+[ -x "$PYTHON" ] || { echo "reproduce_mini: no Python at $PYTHON (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
+
+mkdir -p "$RUN/.stages"
+TIMINGS="$RUN/timings.tsv"
+COMMANDS="$RUN/commands.tsv"
+[ -f "$TIMINGS" ] || printf 'stage\tstatus\tseconds\tstarted\tfinished\n' > "$TIMINGS"
+[ -f "$COMMANDS" ] || printf 'stage\tcommand\n' > "$COMMANDS"
+[ -f "$RUN/invocations.tsv" ] || printf 'started\tknobs\n' > "$RUN/invocations.tsv"
+
+# --- helpers -------------------------------------------------------------------------------------
+
+quote() {  # a shell word, quoted only when it needs to be
+  local out=() a
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  echo "${out[*]}"
+}
+
+knobs=""
+for k in "${KNOBS[@]}"; do knobs+="$k=$(quote "${!k}") "; done
+printf '%s\t%s\n' "$(date -Iseconds)" "${knobs% }" >> "$RUN/invocations.tsv"
+
+STAGE="" STAGE_START="" STAGE_DATE="" CHILD="" STOPPING=0 RAN_ANY=0
+
+on_signal() {  # forward to the running command (training checkpoints on SIGTERM), then stop
+  STOPPING=1
+  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; fi
+}
+trap on_signal INT TERM
+
+record() {  # record STATUS: one timings row for the current stage
+  local now seconds
+  now="$EPOCHREALTIME"
+  seconds=$(awk -v a="$STAGE_START" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$STAGE" "$1" "$seconds" "$STAGE_DATE" "$(date -Iseconds)" >> "$TIMINGS"
+  echo "== $STAGE: $1 in ${seconds}s"
+}
+
+on_exit() {
+  local rc=$?
+  if [ -n "$STAGE" ]; then
+    if [ "$STOPPING" = 1 ]; then record interrupted; else record "failed(rc=$rc)"; fi
+    echo "reproduce_mini: stopped in stage $STAGE; re-run the same command to resume" >&2
+  fi
+}
+trap on_exit EXIT
+
+run() {  # run a command in the background (so signals can be forwarded), logged to commands.tsv
+  printf '%s\t%s\n' "$STAGE" "$(quote "$@")" >> "$COMMANDS"
+  echo "+ $(quote "$@")" >&2
+  "$@" &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  while kill -0 "$CHILD" 2>/dev/null; do  # a trapped signal interrupted `wait`: wait for the child
+    rc=0
+    wait "$CHILD" || rc=$?
+  done
+  CHILD=""
+  if [ "$STOPPING" = 1 ]; then exit 130; fi
+  return "$rc"
+}
+
+stage() {  # stage NAME FUNCTION [ARGS...]: run FUNCTION unless NAME is done
+  local name=$1
+  shift
+  if [ -f "$RUN/.stages/$name.done" ]; then
+    printf '%s\tskipped\t0\t%s\t%s\n' "$name" "$(date -Iseconds)" "$(date -Iseconds)" >> "$TIMINGS"
+    echo "== $name: done already, skipped"
+    return 0
+  fi
+  STAGE=$name STAGE_START="$EPOCHREALTIME" STAGE_DATE="$(date -Iseconds)"
+  echo "== $name"
+  "$@"
+  touch "$RUN/.stages/$name.done"
+  record done
+  STAGE=""
+  RAN_ANY=1
+}
+
+# --- stages --------------------------------------------------------------------------------------
+
+NOVEL_GLOB="$DATA/fr_novels/$NOVELS"
+
+tokenizer() {
+  run "$PYTHON" scripts/train_tokenizer.py --input "$NOVEL_GLOB" --vocab-size "$VOCAB" \
+    --holdout-files "$HOLDOUT" --seed "$SEED" --out "$RUN/tokenizer"
+}
+
+shards() {
+  run "$PYTHON" scripts/prepare_data.py --input "$NOVEL_GLOB" --tokenizer "$RUN/tokenizer" \
+    --seq-len "$SEQ_LEN" --out "$RUN/shards" --holdout-files "$HOLDOUT" --seed "$SEED" --overwrite
+}
+
+train() {  # train ROLE: configs/mini.py ROLE for STEPS steps (re-running resumes from the checkpoint)
+  local role=$1 workdir="$RUN/$1"
+  # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a list of flags
+  run "$PYTHON" scripts/train.py --config "configs/mini.py:$role,$RUN,$STEPS" --workdir "$workdir" \
+    "--config.data.seq_len=$SEQ_LEN" $TRAIN_OVERRIDES
+  if [ ! -f "$workdir/hf/model.safetensors" ]; then
+    echo "reproduce_mini: $role stopped before its last step (no $workdir/hf); re-run to resume" >&2
+    exit 1
+  fi
+}
+
+mlm_eval() {
+  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/teacher/hf" --model "$RUN/distil/hf" \
+    --model "$RUN/scratch/hf" --data "$RUN/shards/eval" --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" \
+    --out "$RUN/eval/mlm.json"
+}
+
+ner_data() {  # WikiNEuRal's val.conllu is the training data: every 10th sentence becomes the dev set
+  mkdir -p "$RUN/data/ner"
+  run awk -v RS= -v ORS='\n\n' -v train="$RUN/data/ner/train.conllu" -v dev="$RUN/data/ner/dev.conllu" \
+    '{ if (NR % 10 == 0) print > dev; else print > train }' "$WIKINEURAL/val.conllu"
+}
+
+finetune() {  # finetune TASK ROLE
+  local task=$1 role=$2 files
+  if [ "$task" = pos ]; then
+    files=(--train "$SEQUOIA-train.conllu" --dev "$SEQUOIA-dev.conllu" --test "$SEQUOIA-test.conllu"
+           --test "$GSD_TEST")
+  else
+    files=(--train "$RUN/data/ner/train.conllu" --dev "$RUN/data/ner/dev.conllu"
+           --test "$WIKINEURAL/test.conllu" --test "$EUROPEANA")
+  fi
+  local budget=(--epochs "$FT_EPOCHS")
+  if [ -n "$FT_MAX_TRAIN" ]; then budget+=(--max-train-examples "$FT_MAX_TRAIN"); fi
+  if [ -n "$FT_MAX_EVAL" ]; then budget+=(--max-eval-examples "$FT_MAX_EVAL"); fi
+  # shellcheck disable=SC2086  # FT_SEEDS and FT_EXTRA are word lists
+  run "$PYTHON" scripts/finetune.py --model "$RUN/$role/hf" --task "$task" "${files[@]}" \
+    --out "$RUN/ft/${task}_$role" --seeds $FT_SEEDS "${budget[@]}" $FT_EXTRA
+}
+
+speed() {  # speed STUDENT: teacher vs that student; the output is kept for the report
+  local role=$1
+  mkdir -p "$RUN/speed"
+  # shellcheck disable=SC2086
+  run "$PYTHON" benchmarks/inference.py --teacher "$RUN/teacher/hf" --student "$RUN/$role/hf" \
+    --settings $BENCH_SETTINGS --frameworks $BENCH_FRAMEWORKS $BENCH_EXTRA > "$RUN/speed/$role.log.tmp"
+  cat "$RUN/speed/$role.log.tmp"
+  mv "$RUN/speed/$role.log.tmp" "$RUN/speed/$role.log"
+}
+
+report() {
+  run "$PYTHON" scripts/mini_report.py --run "$RUN" --out "$REPORT"
+}
+
+# --- the chain -----------------------------------------------------------------------------------
+
+stage tokenizer tokenizer
+stage shards shards
+for role in "${ROLES[@]}"; do
+  if [ -f "$RUN/.stages/$role.done" ] && [ -f "$RUN/$role/run_config.json" ]; then
+    trained=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["train"]["steps"])' \
+      "$RUN/$role/run_config.json")
+    if [ "$trained" != "$STEPS" ]; then
+      echo "reproduce_mini: warning: $RUN/$role was trained for $trained steps, not STEPS=$STEPS;" \
+        "delete $RUN/$role and $RUN/.stages/$role.done (and what depends on it) to retrain" >&2
+    fi
+  fi
+  stage "$role" train "$role"
+done
+stage mlm_eval mlm_eval
+stage ner_data ner_data
+for task in pos ner; do
+  for role in "${ROLES[@]}"; do
+    stage "ft_${task}_$role" finetune "$task" "$role"
+  done
+done
+for role in distil scratch; do
+  stage "speed_$role" speed "$role"
+done
+# The report is redone whenever another stage ran (or it was never written, or REPORT moved).
+if [ "$RAN_ANY" = 1 ] || [ ! -f "$REPORT" ]; then rm -f "$RUN/.stages/report.done"; fi
+stage report report
+echo "reproduce_mini: all stages done; report in $REPORT"

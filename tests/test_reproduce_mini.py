@@ -1,0 +1,117 @@
+"""The miniature reproduction chain (scripts/reproduce_mini.sh + scripts/mini_report.py) at toy size.
+
+Every stage runs on real French data (../shared/data) but tiny: 2 novels (one held out), a 1 000-token
+vocabulary, 8 training steps of 4 × 32 tokens per model, 8 held-out blocks, fine-tuning on 64
+sentences for 1 epoch with 1 seed, one inference-speed setting. Then the report must hold its three
+rows, say it is toy-sized, and sit beside its PNG; a second run must skip every stage; removing one
+stage's marker must redo that stage (and the report) only.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "reproduce_mini.sh"
+STAGES = ["tokenizer", "shards", "teacher", "distil", "scratch", "mlm_eval", "ner_data",
+          *(f"ft_{task}_{role}" for task in ("pos", "ner") for role in ("teacher", "distil", "scratch")),
+          "speed_distil", "speed_scratch", "report"]
+TOY_KNOBS = {
+    "STEPS": "8",
+    "VOCAB": "1000",
+    "NOVELS": "FRA001*.txt",  # two short novels (Adam), one held out
+    "HOLDOUT": "1",
+    "SEQ_LEN": "32",
+    "TRAIN_OVERRIDES": " ".join([
+        "--config.train.batch_size=4", "--config.train.eval_batches=1", "--config.train.eval_batch_size=4",
+        "--config.train.log_every=2", "--config.train.eval_every=4", "--config.train.checkpoint_every=4",
+        "--config.progress=false"]),
+    "EVAL_BLOCKS": "8",
+    "FT_SEEDS": "0",
+    "FT_EPOCHS": "1",
+    "FT_MAX_TRAIN": "64",
+    "FT_MAX_EVAL": "32",
+    "FT_EXTRA": "--max-length 32 --batch-size 8",
+    "BENCH_SETTINGS": "2x32",
+    "BENCH_FRAMEWORKS": "jax",
+    "BENCH_EXTRA": "--repeats 2 --warmup 1",
+}
+
+
+def run_chain(env: dict[str, str], timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    return done, time.perf_counter() - start
+
+
+def timing_rows(run: pathlib.Path) -> list[dict[str, str]]:
+    with open(run / "timings.tsv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def table_rows(markdown: str, heading: str) -> list[str]:
+    """The body rows of the first table after `heading`."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return table[2:]  # header and rule
+
+
+@pytest.mark.slow
+def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
+    run, report = tmp_path / "run", tmp_path / "results.md"
+    env = {**os.environ, **TOY_KNOBS, "RUN": str(run), "DATA": str(shared_data_dir), "REPORT": str(report),
+           "PYTHON": sys.executable,
+           "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",  # one CPU device, not the suite's 8 fake ones
+           "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+
+    first, first_seconds = run_chain(env, timeout=1200)
+    print(f"toy chain: {first_seconds:.0f} s")
+    rows = timing_rows(run)
+    assert [r["stage"] for r in rows] == STAGES and {r["status"] for r in rows} == {"done"}
+
+    text = report.read_text(encoding="utf-8")
+    results = table_rows(text, "## Results")
+    assert [r.split("|")[1].strip().split(" (")[0] for r in results] == [
+        "teacher", "distilled student", "scratch student"]
+    assert all("–" not in r for r in results), results  # every cell filled
+    assert "Toy-sized run" in text and "8 steps of 4 × 32 tokens" in text
+    assert len(table_rows(text, "What each student retains")) == 2
+    assert "scripts/train.py --config configs/mini.py:distil," in text
+    png = report.with_name("results_curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](results_curves.png)" in text
+
+    # NER dev: every 10th WikiNEuRal val sentence, the rest is training data.
+    def sentences(path):
+        return path.read_text(encoding="utf-8").strip().split("\n\n")
+
+    val = sentences(shared_data_dir / "wikineural_fr" / "val.conllu")
+    assert sentences(run / "data" / "ner" / "dev.conllu") == val[9::10]
+    assert len(sentences(run / "data" / "ner" / "train.conllu")) == len(val) - len(val[9::10])
+
+    # Re-running skips every stage, quickly, and leaves the report alone.
+    written = report.stat().st_mtime_ns
+    _, again_seconds = run_chain(env, timeout=120)
+    rerun = timing_rows(run)[len(rows):]
+    assert [r["stage"] for r in rerun] == STAGES and {r["status"] for r in rerun} == {"skipped"}
+    assert again_seconds < 30, again_seconds
+    assert report.stat().st_mtime_ns == written
+
+    # A stage whose marker is gone runs again, and so does the report; nothing else.
+    (run / ".stages" / "speed_scratch.done").unlink()
+    run_chain(env, timeout=300)
+    third = {r["stage"]: r["status"] for r in timing_rows(run)[len(rows) + len(rerun):]}
+    assert {s for s, status in third.items() if status == "done"} == {"speed_scratch", "report"}
+    assert report.stat().st_mtime_ns != written
