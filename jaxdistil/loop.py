@@ -24,6 +24,7 @@ from jaxdistil import train as T
 from jaxdistil.checkpoint import load_model
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
+from jaxdistil.evaluate.mlm import MaskingSpec, batch_key, metrics_from_sums, mlm_eval_step
 from jaxdistil.modeling import MaskedLM, init_params
 from jaxdistil.student import check_layer_map, default_layer_map, init_from_teacher, student_config
 
@@ -290,7 +291,9 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
         state = init(job.student_init)
     eval_batches = make_eval_batches(job.eval_blocks, global_batch_size=train_cfg.eval_batch_size,
                                      pad_id=job.tokenizer.pad_token_id)
-    eval_fn = jax.jit(lambda p, b, r: T.eval_sums(p, b, r, model=student, spec=spec))
+    eval_spec = MaskingSpec(spec.mask_token_id, spec.special_token_ids, spec.mlm_probability)
+    eval_fn = jax.jit(lambda p, b, r: mlm_eval_step(p, None, b, r, module=student, teacher_module=None,
+                                                     spec=eval_spec))
 
     writer = T.MetricWriter(job.workdir, enabled=jax.process_index() == 0)
     start_step = int(jax.device_get(state.step))
@@ -341,13 +344,12 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
 
 
 def evaluate(eval_fn, params, eval_batches, mesh, max_batches: int, seed: int) -> dict[str, float]:
-    """Held-out MLM loss/accuracy of the student, with a fixed masking seed."""
-    rng = jax.random.PRNGKey(seed + 12345)
-    totals = {"ce": 0.0, "correct": 0.0, "count": 0.0}
+    """Held-out MLM loss/accuracy of the student; the same masks at every evaluation."""
+    totals: dict[str, float] = {}
     for i, batch in enumerate(T.iterate_eval(eval_batches, max_batches)):
-        sums = jax.device_get(eval_fn(params, shd.global_batch(batch, mesh), jax.random.fold_in(rng, i)))
-        for k in totals:
-            totals[k] += float(sums[k])
-    count = max(totals["count"], 1.0)
-    return {"eval/mlm_loss": totals["ce"] / count, "eval/mlm_accuracy": totals["correct"] / count,
-            "eval/perplexity": float(np.exp(totals["ce"] / count))}
+        sums = jax.device_get(eval_fn(params, shd.global_batch(batch, mesh), batch_key(seed, i)))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    metrics = metrics_from_sums(totals)
+    return {"eval/mlm_loss": metrics["loss"], "eval/mlm_accuracy": metrics["accuracy"],
+            "eval/perplexity": metrics["perplexity"]}

@@ -250,6 +250,11 @@ class MaskedLM(nn.Module):
         return MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
 
 
+def classifier_dropout(config: ModelConfig) -> float:
+    """HF heads use `classifier_dropout`, falling back to the hidden dropout."""
+    return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
+
+
 class TokenClassifier(nn.Module):
     """HF `CamembertForTokenClassification`: dropout → linear on every token."""
 
@@ -261,9 +266,7 @@ class TokenClassifier(nn.Module):
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True):
         out = RobertaModel(self.config, self.dtype, name="roberta")(
             input_ids, attention_mask, token_type_ids, deterministic)
-        rate = self.config.classifier_dropout
-        rate = self.config.hidden_dropout_prob if rate is None else rate
-        h = nn.Dropout(rate)(out.last_hidden_state, deterministic=deterministic)
+        h = nn.Dropout(classifier_dropout(self.config))(out.last_hidden_state, deterministic=deterministic)
         return _dense(self.config, self.num_labels, jnp.float32, "classifier")(h)
 
 
@@ -275,8 +278,7 @@ class ClassificationHead(nn.Module):
 
     @nn.compact
     def __call__(self, features, deterministic: bool):
-        rate = self.config.classifier_dropout
-        rate = self.config.hidden_dropout_prob if rate is None else rate
+        rate = classifier_dropout(self.config)
         x = nn.Dropout(rate)(features[:, 0, :], deterministic=deterministic)
         x = jnp.tanh(_dense(self.config, self.config.hidden_size, jnp.float32, "dense")(x))
         x = nn.Dropout(rate)(x, deterministic=deterministic)

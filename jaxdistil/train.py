@@ -193,22 +193,6 @@ def build_train_step(*, student: nn.Module, teacher: nn.Module | None, tx: optax
                    out_shardings=(state_sharding, shd.replicated(mesh)), donate_argnums=(0,))
 
 
-def eval_sums(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *, model: nn.Module,
-              spec: StepSpec) -> dict[str, jax.Array]:
-    """Masked-LM sums on one held-out batch (fixed masking rng): CE, correct, count."""
-    input_ids, labels = mask_tokens(
-        rng, batch["input_ids"], batch["attention_mask"], mask_token_id=spec.mask_token_id,
-        special_token_ids=spec.special_token_ids, vocab_size=spec.vocab_size,
-        mlm_probability=spec.mlm_probability, mask_ratio=spec.mask_ratio, random_ratio=spec.random_ratio)
-    logits = model.apply({"params": params}, input_ids, batch["attention_mask"]).logits
-    selected = labels != -100
-    safe = jnp.where(selected, labels, 0)
-    ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), safe[..., None], axis=-1)[..., 0]
-    return {"ce": jnp.sum(jnp.where(selected, ce, 0.0)),
-            "correct": jnp.sum(selected & (jnp.argmax(logits, -1) == labels)).astype(jnp.float32),
-            "count": jnp.sum(selected).astype(jnp.float32)}
-
-
 # --- checkpoints -----------------------------------------------------------------------------
 
 

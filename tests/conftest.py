@@ -5,6 +5,7 @@ build real meshes on a CPU-only machine; single-device code simply uses the firs
 A persistent compilation cache keeps repeated jit compiles cheap across test files.
 """
 
+import itertools
 import os
 import pathlib
 
@@ -38,7 +39,7 @@ def french_lines(shared_data_dir) -> list[str]:
     """A few thousand lines of real French prose (one ELTeC novel, ../shared/data/fr_novels)."""
     novels = sorted((shared_data_dir / "fr_novels").glob("*.txt"))
     with open(novels[0], encoding="utf-8") as f:
-        return [line.strip() for line, _ in zip(f, range(4000)) if line.strip()]
+        return [line.strip() for line in itertools.islice(f, 4000) if line.strip()]
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,8 @@ def mlm_eval_step(
     return sums
 
 
-def _metrics_from_sums(sums: Mapping[str, float]) -> dict[str, float]:
+def metrics_from_sums(sums: Mapping[str, float]) -> dict[str, float]:
+    """Loss, perplexity, accuracy (and agreement/KL) from `mlm_eval_step` sums over batches."""
     count = sums["masked"]
     if count == 0:
         raise ValueError("no token was masked: the held-out data is empty or only special tokens")
@@ -164,7 +165,7 @@ def evaluate_mlm(
     ]
     per_batch = jax.device_get(per_batch)
     totals = {k: float(np.sum([b[k] for b in per_batch], dtype=np.float64)) for k in per_batch[0]}
-    return _metrics_from_sums(totals)
+    return metrics_from_sums(totals)
 
 
 def compare_models(
