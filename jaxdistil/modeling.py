@@ -192,6 +192,9 @@ class RobertaModel(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True):
+        if input_ids.shape[-1] > self.config.max_sequence_length:  # XLA would silently clamp positions
+            raise ValueError(f"input of {input_ids.shape[-1]} tokens is longer than the model's "
+                             f"{self.config.max_sequence_length} positions; truncate it")
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).astype(jnp.int32)
         if token_type_ids is None:
@@ -302,6 +305,7 @@ class SequenceClassifier(nn.Module):
 
 def init_params(module: nn.Module, rng: Array, seq_len: int = 8) -> dict:
     """Random fp32 parameters for any of the modules above (HF-style normal(0.02) init)."""
+    seq_len = min(seq_len, module.config.max_sequence_length)
     ids = jnp.full((1, seq_len), module.config.pad_token_id + 1, jnp.int32)
     # Jitted: op-by-op initialisation of a deep model costs seconds of dispatch on CPU.
     init = jax.jit(lambda r: module.init(r, ids, jnp.ones_like(ids), deterministic=True)["params"])

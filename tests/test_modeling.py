@@ -113,3 +113,12 @@ def test_config_round_trips_hf_json(tmp_path):
     assert ModelConfig.from_json_file(tmp_path / "config.json") == config
     hf = CamembertConfig.from_pretrained(tmp_path)
     assert (hf.hidden_size, hf.num_attention_heads, hf.intermediate_size) == (96, 3, 200)
+
+
+def test_inputs_longer_than_the_position_table_are_refused():
+    config = ModelConfig(vocab_size=90, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=12)  # 10 usable positions
+    params = init_params(MaskedLM(config), jax.random.key(0))
+    ids = jnp.full((1, 11), 5, jnp.int32)
+    with pytest.raises(ValueError, match="11 tokens is longer than the model's 10 positions"):
+        MaskedLM(config).apply({"params": params}, ids)
