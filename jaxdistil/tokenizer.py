@@ -22,19 +22,22 @@ MASK_TOKEN = "<mask>"
 
 
 def load_tokenizer(name_or_path: str | os.PathLike):
-    """Any HF fast tokenizer, from a local directory or (when online) the Hub."""
+    """An HF *fast* tokenizer (batched Rust tokenisation; word ids for labels), local or Hub."""
     from transformers import AutoTokenizer
 
-    path = pathlib.Path(name_or_path)
-    if not path.exists() and (str(name_or_path).startswith((".", "/")) or os.sep in str(name_or_path)
-                              and str(name_or_path).count("/") > 1):
-        raise FileNotFoundError(f"no tokenizer directory at {path}")
+    text = str(name_or_path)
+    if not pathlib.Path(text).exists() and (text.startswith((".", "/", "~")) or text.count("/") > 1):
+        raise FileNotFoundError(f"no tokenizer directory at {text}")
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(text)
     except Exception as e:
-        raise ValueError(f"could not load a tokenizer from {name_or_path!r} ({type(e).__name__}: {e}); "
+        raise ValueError(f"could not load a tokenizer from {text!r} ({type(e).__name__}: {e}); "
                          "give a directory with tokenizer.json / tokenizer_config.json or a Hub name "
                          "when online") from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"tokenizer {text!r} is not a fast tokenizer; save one with `tokenizer.json` "
+                         "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir))")
+    return tokenizer
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | os.PathLike | None = None,

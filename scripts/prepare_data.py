@@ -24,9 +24,9 @@ from jaxdistil.data import corpus
 from jaxdistil.data.tokenize import (
     ShardMeta,
     TokenizeProgress,
-    load_fast_tokenizer,
     tokenize_to_shards,
 )
+from jaxdistil.tokenizer import load_tokenizer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = []
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them
-            tokenizer = load_fast_tokenizer(args.tokenizer)
+            tokenizer = load_tokenizer(args.tokenizer)
             for split, files in split_sources(args).items():
                 meta, stats = write_split(args, tokenizer, split, files)
                 lines.append(summary(split, meta, stats, files))

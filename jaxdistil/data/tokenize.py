@@ -68,20 +68,6 @@ class ShardMeta:
         return cls(**fields)
 
 
-def load_fast_tokenizer(name_or_path: str) -> Any:
-    """Loads an HF *fast* tokenizer (Rust-backed: batched tokenisation is ~10x faster)."""
-    from transformers import AutoTokenizer  # Slow import: only when actually needed.
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"tokenizer {name_or_path!r} is not a fast tokenizer; save one with "
-            "`tokenizer.json` (e.g. AutoTokenizer.from_pretrained(..., use_fast=True)"
-            ".save_pretrained(dir))."
-        )
-    return tokenizer
-
-
 def special_ids(tokenizer: Any) -> SpecialIds:
     """RoBERTa's block delimiters: cls/sep where defined (CamemBERT: 5/6), else bos/eos."""
     bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
