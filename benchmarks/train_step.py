@@ -36,14 +36,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median taken)")
     parser.add_argument("--peak-sizes", type=int, nargs="*", default=None,
                         help="square matmul sizes for the peak (default: by backend)")
+    parser.add_argument("--attention", choices=["xla", "cudnn"], default=None,
+                        help="jax.nn.dot_product_attention implementation (default: JAX chooses)")
+    parser.add_argument("--remat", action="store_true", help="recompute student activations in backward")
+    parser.add_argument("--prng", default=None, help="jax_default_prng_impl for masking/dropout, e.g. rbg")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the host-pipeline measurement")
     args = parser.parse_args()
+    if args.prng:
+        jax.config.update("jax_default_prng_impl", args.prng)
     shape, hparams = perf.shape_and_hparams_from_args(args)
     device = jax.devices()[0]
     print(f"shape: {shape.describe()}", flush=True)
-    print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}", flush=True)
+    print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}; "
+          f"attention {args.attention or 'JAX default'}, remat {args.remat}, "
+          f"prng {jax.config.jax_default_prng_impl}", flush=True)
 
-    step = perf.make_jax_step(shape, hparams)
+    step = perf.make_jax_step(shape, hparams, attention_impl=args.attention, remat=args.remat)
     step.run()  # compiles
     # The peak is measured before and after the timed steps, and the best kept: on a shared
     # machine that is the closest to what the hardware can do.

@@ -2,9 +2,11 @@
 
 Three runs on the same tokenizer, shards and token budget, driven by scripts/reproduce_mini.sh:
 
-    python scripts/train.py --config configs/mini.py:teacher,RUN --workdir RUN/teacher
-    python scripts/train.py --config configs/mini.py:distil,RUN  --workdir RUN/distil
-    python scripts/train.py --config configs/mini.py:scratch,RUN --workdir RUN/scratch
+    python scripts/train.py --config configs/mini_teacher.py:RUN --workdir RUN/teacher
+    python scripts/train.py --config configs/mini_distil.py:RUN  --workdir RUN/distil
+    python scripts/train.py --config configs/mini_scratch.py:RUN --workdir RUN/scratch
+
+(each the same as `configs/mini.py:ROLE,RUN[,STEPS]`, the one place the recipe is written).
 
 - teacher: a CamemBERT-shaped encoder (4 × 256, 4 heads, FFN 1024) pre-trained with plain MLM;
 - distil: a 2-layer student initialised from teacher layers (0, 3), trained with the paper's

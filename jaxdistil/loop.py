@@ -7,6 +7,7 @@ and checkpoints. Re-running with the same workdir resumes from the latest checkp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -251,7 +252,17 @@ def step_spec(config: Any, tokenizer: Any, vocab_size: int) -> T.StepSpec:
 
 
 def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
-    """Trains to `config.train.steps` (resuming if the workdir has a checkpoint); returns last metrics."""
+    """Trains to `config.train.steps` (resuming if the workdir has a checkpoint); returns last metrics.
+
+    `config.train.prng_impl` (e.g. "rbg") scopes JAX's PRNG implementation to this run: masking
+    and dropout draw from it, and XLA's RngBitGenerator is much cheaper on GPU than threefry.
+    """
+    impl = config.train.get("prng_impl")
+    with jax.default_prng_impl(impl) if impl else contextlib.nullcontext():
+        return _run(config, workdir)
+
+
+def _run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
     from tqdm.auto import tqdm
 
     from jaxdistil.data.masking import token_weights_from_counts
@@ -261,8 +272,10 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
     train_cfg = config.train
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     mesh = shd.make_mesh(config.num_devices or None)
-    student = MaskedLM(job.student_config, dtype=dtype, remat=train_cfg.remat)
-    teacher = MaskedLM(job.teacher_config, dtype=dtype) if job.teacher_config is not None else None
+    attention = train_cfg.get("attention_impl")
+    student = MaskedLM(job.student_config, dtype=dtype, attention_impl=attention, remat=train_cfg.remat)
+    teacher = (MaskedLM(job.teacher_config, dtype=dtype, attention_impl=attention)
+               if job.teacher_config is not None else None)
     tx = T.make_optimizer(train_cfg)
     schedule = T.learning_rate_schedule(train_cfg.learning_rate, train_cfg.warmup_steps, train_cfg.steps)
     spec = step_spec(config, job.tokenizer, job.student_config.vocab_size)

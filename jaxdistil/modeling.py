@@ -103,6 +103,8 @@ class SelfAttention(nn.Module):
         mask = key_mask[:, None, None, :].astype(bool)  # (B, 1, 1, L): pads are never attended
         rate = cfg.attention_probs_dropout_prob
         if deterministic or rate == 0.0:
+            if self.attention_impl == "cudnn":  # cuDNN takes a mask as a bias of full (Lq, Lk) shape
+                mask = jnp.broadcast_to(mask, (batch, 1, length, length))
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.attention_impl)
         else:
             # Attention-probability dropout (HF trains with it) needs the explicit weights.

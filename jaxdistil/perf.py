@@ -376,8 +376,12 @@ class JaxStep:
         return self.step_fn.lower(self.state, self.teacher_params, self.batch, None).compile()
 
 
-def make_jax_step(shape: StepShape, hparams: Any, seed: int = 0) -> JaxStep:
-    """`jaxdistil.train.build_train_step` on one device, random teacher and student, one batch."""
+def make_jax_step(shape: StepShape, hparams: Any, seed: int = 0, attention_impl: str | None = None,
+                  remat: bool = False) -> JaxStep:
+    """`jaxdistil.train.build_train_step` on one device, random teacher and student, one batch.
+
+    `attention_impl` and `remat` are the trainer's `train.attention_impl` / `train.remat`.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -386,7 +390,8 @@ def make_jax_step(shape: StepShape, hparams: Any, seed: int = 0) -> JaxStep:
     from jaxdistil.modeling import MaskedLM, init_params
 
     dtype = jnp.bfloat16 if shape.dtype == "bfloat16" else jnp.float32
-    student, teacher = MaskedLM(shape.student, dtype=dtype), MaskedLM(shape.teacher, dtype=dtype)
+    student = MaskedLM(shape.student, dtype=dtype, attention_impl=attention_impl, remat=remat)
+    teacher = MaskedLM(shape.teacher, dtype=dtype, attention_impl=attention_impl)
     specials, mask_id = special_ids(shape.teacher)
     spec = T.StepSpec(mask_token_id=mask_id, special_token_ids=specials, vocab_size=shape.vocab)
     tx = T.make_optimizer(hparams)

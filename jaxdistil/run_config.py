@@ -78,6 +78,12 @@ def base() -> ConfigDict:
     c.train.max_grad_norm = 5.0
     c.train.fsdp = False  # shard params/optimizer state over devices (else replicated)
     c.train.remat = False  # recompute student layer activations in the backward pass
+    # jax.nn.dot_product_attention implementation: None lets JAX choose; "cudnn" asks for cuDNN's
+    # fused (flash) attention on NVIDIA GPUs, "xla" for the plain einsum-softmax-einsum.
+    c.train.attention_impl = None
+    # JAX PRNG for masking and dropout: None keeps threefry (bit-reproducible everywhere); "rbg" or
+    # "unsafe_rbg" use XLA's RngBitGenerator, far cheaper on GPU. Fixed for the life of a run.
+    c.train.prng_impl = None
     c.train.log_every = 10
     c.train.eval_every = 500
     c.train.eval_batches = 20

@@ -159,10 +159,10 @@ shards() {
     --seq-len "$SEQ_LEN" --out "$RUN/shards" --holdout-files "$HOLDOUT" --seed "$SEED" --overwrite
 }
 
-train() {  # train ROLE: configs/mini.py ROLE for STEPS steps (re-running resumes from the checkpoint)
+train() {  # train ROLE: configs/mini_ROLE.py for STEPS steps (re-running resumes from the checkpoint)
   local role=$1 workdir="$RUN/$1"
   # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a list of flags
-  run "$PYTHON" scripts/train.py --config "configs/mini.py:$role,$RUN,$STEPS" --workdir "$workdir" \
+  run "$PYTHON" scripts/train.py --config "configs/mini_$role.py:$RUN,$STEPS" --workdir "$workdir" \
     "--config.data.seq_len=$SEQ_LEN" $TRAIN_OVERRIDES
   if [ ! -f "$workdir/hf/model.safetensors" ]; then
     echo "reproduce_mini: $role stopped before its last step (no $workdir/hf); re-run to resume" >&2
