@@ -3,7 +3,8 @@
     python scripts/mini_report.py --run runs/mini --out docs/results.md
 
 Reads RUN's outputs — {teacher,distil,scratch}/{run_config.json,metrics.jsonl}, eval/mlm.json,
-ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, timings.tsv, commands.tsv, invocations.tsv — and
+ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, timings.tsv, commands.tsv, invocations.tsv, NOTES.md
+(optional, quoted as is) — and
 writes one table (params, held-out MLM accuracy and perplexity, POS accuracy on Sequoia/GSD test,
 NER F1 on WikiNEuRal test/Europeana as mean ± std over seeds, sequences/s), the share of the
 teacher each student retains, the training runs, the exact commands and stage timings, and the
@@ -28,7 +29,8 @@ ROLES = {"teacher": "teacher (4 × 256)", "distil": "distilled student (2 × 256
          "scratch": "scratch student (2 × 256)"}
 STUDENTS = ("distil", "scratch")
 # The full miniature reproduction (scripts/reproduce_mini.sh defaults, configs/mini.py).
-FULL = {"steps": 1000, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3, "ft_max_train": 2000}
+FULL = {"teacher_steps": 900, "steps": 600, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3,
+        "ft_max_train": 2000}
 # (column, task, substring of the test file's path, metric)
 TEST_COLUMNS = (
     ("POS acc Sequoia test", "pos", "fr_sequoia-ud-test", "accuracy"),
@@ -119,6 +121,8 @@ def load_run(run: pathlib.Path) -> dict[str, Any]:
     out["timings"] = read_tsv(run / "timings.tsv")
     out["commands"] = read_tsv(run / "commands.tsv")
     out["invocations"] = read_tsv(run / "invocations.tsv")
+    notes = run / "NOTES.md"  # what a person running the chain wants said (an extended run, a restart)
+    out["notes"] = notes.read_text(encoding="utf-8") if notes.is_file() else ""
     return out
 
 
@@ -160,9 +164,10 @@ def size_notes(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             short.append(f"{role}: not trained (no {role}/run_config.json)")
             continue
         steps, batch, seq = config["train"]["steps"], config["train"]["batch_size"], config["data"]["seq_len"]
-        if steps < FULL["steps"] or batch < FULL["batch_size"] or seq < FULL["seq_len"]:
+        full_steps = FULL["teacher_steps"] if role == "teacher" else FULL["steps"]
+        if steps < full_steps or batch < FULL["batch_size"] or seq < FULL["seq_len"]:
             smaller.append(f"{role}: {steps} steps of {batch} × {seq} tokens "
-                           f"(full: {FULL['steps']} steps of {FULL['batch_size']} × {FULL['seq_len']})")
+                           f"(full: {full_steps} steps of {FULL['batch_size']} × {FULL['seq_len']})")
         reached = max(train["metrics"], default=0)
         if reached < steps or not train["exported"]:
             short.append(f"{role}: stopped at step {reached} of {steps}"
@@ -416,6 +421,8 @@ def render(data: dict[str, Any], curves: str | None) -> str:
         lines += [f"> - {s}" for s in short] + [""]
     if not smaller and not short:
         lines += ["Full-size miniature run: every model trained for its planned steps, every stage complete.", ""]
+    if data["notes"]:
+        lines += ["## Notes on this run", "", data["notes"].strip(), ""]
     lines += results_section(data)
     lines += agreement_section(data)
     lines += training_section(data, curves)

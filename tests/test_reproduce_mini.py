@@ -25,6 +25,7 @@ STAGES = ["tokenizer", "shards", "teacher", "distil", "scratch", "mlm_eval", "ne
           "speed_distil", "speed_scratch", "report"]
 TOY_KNOBS = {
     "STEPS": "8",
+    "TEACHER_STEPS": "8",
     "VOCAB": "1000",
     "NOVELS": "FRA001*.txt",  # two short novels (Adam), one held out
     "HOLDOUT": "1",
@@ -77,6 +78,8 @@ def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
            "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",  # one CPU device, not the suite's 8 fake ones
            "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
 
+    run.mkdir()
+    (run / "NOTES.md").write_text("A note from whoever ran the chain.\n", encoding="utf-8")
     first, first_seconds = run_chain(env, timeout=1200)
     print(f"toy chain: {first_seconds:.0f} s")
     rows = timing_rows(run)
@@ -90,6 +93,7 @@ def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
     assert "Toy-sized run" in text and "8 steps of 4 × 32 tokens" in text
     assert len(table_rows(text, "What each student retains")) == 2
     assert "scripts/train.py --config configs/mini_distil.py:" in text
+    assert "## Notes on this run\n\nA note from whoever ran the chain." in text
     png = report.with_name("results_curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](results_curves.png)" in text
 

@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from transformers import pipeline
 
@@ -187,6 +188,28 @@ def test_mlm_mode_has_no_teacher_terms(corpus_files, french_tokenizer_dir, tmp_p
     assert last["loss/distil"] == 0.0 and last["loss/cosine"] == 0.0
     assert last["loss/total"] == pytest.approx(last["loss/mlm"])
     assert not (tmp_path / "mlm" / "teacher").exists()
+
+
+def test_prng_impl_is_scoped_to_the_run_and_resumes(corpus_files, french_tokenizer_dir, tmp_path):
+    """train.prng_impl="rbg" (the GPU option) trains, resumes under the same impl, and leaves the
+    process's default PRNG as it was: the setting belongs to the run, not to the process."""
+    overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=4), "mode": "mlm",
+                 "student.init": "random", "student.num_layers": 1, "student.random.hidden_size": 32,
+                 "student.random.num_attention_heads": 2, "student.random.intermediate_size": 64,
+                 "student.random.max_position_embeddings": 34, "export_hf": False,
+                 "train.checkpoint_every": 4, "train.prng_impl": "rbg"}
+    before = jax.config.jax_default_prng_impl
+    first = run(make_config(overrides), tmp_path / "rbg")
+    assert jax.config.jax_default_prng_impl == before
+    resumed = run(make_config({**overrides, "train.steps": 6}), tmp_path / "rbg")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "rbg" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 6 and np.isfinite(resumed["loss/total"]) and np.isfinite(first["loss/total"])
+    with jax.default_prng_impl("rbg"):
+        expected_key_shape = jax.random.PRNGKey(0).shape  # (4,) for rbg, (2,) for threefry
+    manager = T.checkpoint_manager(tmp_path / "rbg", keep=3, create=False)
+    assert manager.latest_step() == 6
+    state = manager.restore(6, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    assert state["rng"].shape == expected_key_shape == (4,)
 
 
 # --- bad input: clear errors before any work is lost ------------------------------------------
