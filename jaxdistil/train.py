@@ -208,6 +208,8 @@ def save_checkpoint(manager, state: TrainState, data_iter: Any) -> None:
     import orbax.checkpoint as ocp
 
     step = int(jax.device_get(state.step))
+    if manager.latest_step() == step:  # e.g. SIGTERM right after a periodic save: it is already on disk
+        return
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.as_dict()),
                                                data_iter=grain.checkpoint.CheckpointSave(data_iter)),
                  force=True)

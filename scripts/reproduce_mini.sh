@@ -5,7 +5,7 @@
 #   -> held-out MLM evaluation -> POS and NER fine-tuning of each model (same seeds, same budget)
 #   -> inference speed (teacher vs each student) -> report (scripts/mini_report.py)
 #
-#   bash scripts/reproduce_mini.sh                      # full size: ~1 h per training stage on 2 CPU cores
+#   bash scripts/reproduce_mini.sh                      # full size: ≤ 1 h per training stage on 2 CPU cores
 #   STEPS=200 FT_SEEDS="0" RUN=runs/mini_short bash scripts/reproduce_mini.sh
 #
 # Every stage leaves RUN/.stages/NAME.done when it succeeds and is skipped when that marker exists,
@@ -17,7 +17,7 @@
 # Knobs (environment; relative paths are taken from the repository root):
 #   RUN=runs/mini  DATA=../shared/data  PYTHON=.venv/bin/python  REPORT=docs/results.md
 #   STEPS=600             training steps of each student (distilled and scratch: the same budget)
-#   TEACHER_STEPS=900     training steps of the teacher (≈ 2.4 s/step on 2 idle CPU cores); raising it
+#   TEACHER_STEPS=1500    training steps of the teacher (≈ 2.4 s/step on 2 idle CPU cores); raising it
 #                         on an interrupted teacher resumes it from its last checkpoint (longer schedule)
 #   VOCAB=8000 NOVELS='*.txt' HOLDOUT=6 SEED=0 SEQ_LEN=128
 #                         tokenizer size, which fr_novels files (a glob), how many whole novels are
@@ -37,7 +37,7 @@ DATA="${DATA:-../shared/data}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 REPORT="${REPORT:-docs/results.md}"
 STEPS="${STEPS:-600}"
-TEACHER_STEPS="${TEACHER_STEPS:-900}"
+TEACHER_STEPS="${TEACHER_STEPS:-1500}"
 VOCAB="${VOCAB:-8000}"
 NOVELS="${NOVELS:-*.txt}"
 HOLDOUT="${HOLDOUT:-6}"

@@ -212,6 +212,31 @@ def test_prng_impl_is_scoped_to_the_run_and_resumes(corpus_files, french_tokeniz
     assert state["rng"].shape == expected_key_shape == (4,)
 
 
+def test_saving_a_step_already_on_disk_is_a_no_op(tmp_path):
+    """A SIGTERM that lands right after a periodic checkpoint saves the same step again: that must
+    not fail (orbax refuses to overwrite a step), and what is on disk stays restorable."""
+    import optax
+
+    from jaxdistil.data.pipeline import make_train_iterator
+
+    params = {"w": np.arange(3.0, dtype=np.float32)}
+    tx = optax.sgd(0.1)
+    state = T.TrainState(step=jax.numpy.asarray(4), params=params, opt_state=tx.init(params),
+                         rng=jax.random.PRNGKey(0))
+    blocks = [np.full(8, i + 10, np.int32) for i in range(16)]
+    iterator = make_train_iterator(blocks, global_batch_size=2, seed=0, pad_id=1, process_index=0, process_count=1)
+    next(iterator)
+    manager = T.checkpoint_manager(tmp_path, keep=3)
+    T.save_checkpoint(manager, state, iterator)
+    next(iterator)  # the iterator moved on; the step did not
+    T.save_checkpoint(manager, state, iterator)
+    assert manager.all_steps() == [4]
+    fresh = make_train_iterator(blocks, global_batch_size=2, seed=0, pad_id=1, process_index=0, process_count=1)
+    restored = T.restore_checkpoint(manager, jax.eval_shape(lambda: state), fresh)
+    np.testing.assert_array_equal(restored.params["w"], params["w"])
+    manager.close()
+
+
 # --- bad input: clear errors before any work is lost ------------------------------------------
 
 
