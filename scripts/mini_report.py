@@ -30,7 +30,7 @@ ROLES = {"teacher": "teacher (4 × 256)", "distil": "distilled student (2 × 256
 STUDENTS = ("distil", "scratch")
 # The full miniature reproduction (scripts/reproduce_mini.sh defaults, configs/mini.py).
 FULL = {"teacher_steps": 1500, "steps": 600, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3,
-        "ft_max_train": 2000}
+        "ft_max_train": 1000}
 # (column, task, substring of the test file's path, metric)
 TEST_COLUMNS = (
     ("POS acc Sequoia test", "pos", "fr_sequoia-ud-test", "accuracy"),

@@ -24,7 +24,7 @@
 #                         held out for evaluation, the split seed, the block length
 #   TRAIN_OVERRIDES=''    extra flags for all three training runs, e.g. '--config.train.batch_size=8'
 #   EVAL_BLOCKS=2000      held-out blocks for the MLM evaluation
-#   FT_SEEDS='0 1 2' FT_EPOCHS=3 FT_MAX_TRAIN=2000 FT_MAX_EVAL=2000 FT_EXTRA=''
+#   FT_SEEDS='0 1 2' FT_EPOCHS=3 FT_MAX_TRAIN=1000 FT_MAX_EVAL=2000 FT_EXTRA='--max-length 64 --lr 5e-4'
 #                         fine-tuning seeds and budget (FT_MAX_*='' = whole files); FT_EXTRA is passed
 #                         to scripts/finetune.py as is, e.g. '--max-length 64 --batch-size 8'
 #   BENCH_SETTINGS='1xSEQ_LEN 32xSEQ_LEN' BENCH_FRAMEWORKS='jax torch' BENCH_EXTRA=''
@@ -47,9 +47,9 @@ TRAIN_OVERRIDES="${TRAIN_OVERRIDES:-}"
 EVAL_BLOCKS="${EVAL_BLOCKS:-2000}"
 FT_SEEDS="${FT_SEEDS:-0 1 2}"
 FT_EPOCHS="${FT_EPOCHS:-3}"
-FT_MAX_TRAIN="${FT_MAX_TRAIN-2000}"
+FT_MAX_TRAIN="${FT_MAX_TRAIN-1000}"
 FT_MAX_EVAL="${FT_MAX_EVAL-2000}"
-FT_EXTRA="${FT_EXTRA:-}"
+FT_EXTRA="${FT_EXTRA---max-length 64 --lr 5e-4}"
 BENCH_SETTINGS="${BENCH_SETTINGS:-1x$SEQ_LEN 32x$SEQ_LEN}"
 BENCH_FRAMEWORKS="${BENCH_FRAMEWORKS:-jax torch}"
 BENCH_EXTRA="${BENCH_EXTRA:-}"
