@@ -24,6 +24,11 @@ SHAPE = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, max
              type_vocab_size=1, layer_norm_eps=1e-5)
 
 
+def role_config(role: str):
+    """`get_config(arg)` of configs/mini_ROLE.py: RUN[,STEPS] with the role fixed."""
+    return lambda arg: get_config(f"{role},{arg}")
+
+
 def get_config(arg: str):
     role, run, *rest = arg.split(",")
     if role not in ("teacher", "distil", "scratch"):

@@ -2,15 +2,10 @@
 
     python scripts/train.py --config configs/mini_scratch.py:RUN[,STEPS] --workdir RUN/scratch
 
-The recipe of all three runs lives in configs/mini.py (one place, so the three stay comparable);
-this file only names the role, as issue #6 and scripts/reproduce_mini.sh call it.
+Only names the role; the recipe is configs/mini.py's, shared by all three runs.
 """
 
 import pathlib
 import runpy
 
-_MINI = runpy.run_path(str(pathlib.Path(__file__).with_name("mini.py")))
-
-
-def get_config(arg: str):
-    return _MINI["get_config"](f"scratch,{arg}")
+get_config = runpy.run_path(str(pathlib.Path(__file__).with_name("mini.py")))["role_config"]("scratch")

@@ -255,7 +255,7 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
     """Trains to `config.train.steps` (resuming if the workdir has a checkpoint); returns last metrics.
 
     `config.train.prng_impl` (e.g. "rbg") scopes JAX's PRNG implementation to this run: masking
-    and dropout draw from it, and XLA's RngBitGenerator is much cheaper on GPU than threefry.
+    and dropout draw from it (a scoped setting, so the process's default is left as it was).
     """
     impl = config.train.get("prng_impl")
     with jax.default_prng_impl(impl) if impl else contextlib.nullcontext():
