@@ -236,16 +236,19 @@ def set_up(config: Any, workdir: str | pathlib.Path) -> Job:
                eval_blocks, counts)
 
 
-def step_spec(config: Any, tokenizer: Any, vocab_size: int) -> T.StepSpec:
+def step_spec(config: Any, tokenizer: Any, vocab_size: int, batch_shards: int = 1,
+              tied_decoders: bool = True) -> T.StepSpec:
     loss, masking = config.loss, config.masking
     distil = config.mode == "distil"
+    fused_head_chunk = config.train.get("fused_head_chunk", 256) if tied_decoders else 0
     return T.StepSpec(
         temperature=loss.temperature, alpha_distil=loss.alpha_distil if distil else 0.0,
         alpha_cosine=loss.alpha_cosine if distil else 0.0, alpha_mlm=loss.alpha_mlm if distil else 1.0,
         restrict_to_mask=loss.restrict_to_mask, mlm_probability=masking.mlm_probability,
         mask_ratio=masking.mask_ratio, random_ratio=masking.random_ratio,
         mask_token_id=tokenizer.mask_token_id, special_token_ids=tuple(sorted(tokenizer.all_special_ids)),
-        vocab_size=vocab_size, grad_accum=config.train.grad_accum, use_teacher=distil)
+        vocab_size=vocab_size, grad_accum=config.train.grad_accum, use_teacher=distil,
+        fused_head_chunk=fused_head_chunk, batch_shards=batch_shards)
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -278,7 +281,9 @@ def _run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
                if job.teacher_config is not None else None)
     tx = T.make_optimizer(train_cfg)
     schedule = T.learning_rate_schedule(train_cfg.learning_rate, train_cfg.warmup_steps, train_cfg.steps)
-    spec = step_spec(config, job.tokenizer, job.student_config.vocab_size)
+    models = [job.student_config] + ([job.teacher_config] if teacher else [])
+    spec = step_spec(config, job.tokenizer, job.student_config.vocab_size, batch_shards=mesh.devices.size,
+                     tied_decoders=all(m.tie_word_embeddings for m in models))
     token_weights = None
     if job.token_counts is not None:
         token_weights = jnp.asarray(token_weights_from_counts(

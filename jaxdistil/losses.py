@@ -18,6 +18,8 @@ masked positions before the vocabulary projection, or to log unweighted metrics.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -135,3 +137,171 @@ def _require_zero_weight(alpha: float, alpha_name: str, input_name: str) -> None
     """Fail at trace time rather than silently drop a weighted term."""
     if alpha != 0:
         raise ValueError(f"{alpha_name}={alpha} needs {input_name}; pass them or set it to 0.")
+
+
+# --- the same loss with the LM head's decoder fused in --------------------------------------------
+#
+# With a 32k vocabulary the (B, L, V) logits are the largest arrays of the step: the plain path
+# writes the student's and the teacher's, then reads them again for two softmaxes, the KL, the CE
+# and the backward pass. `fused_distillation_loss` applies the tied decoder inside the loss, a
+# chunk of positions at a time, and forms d(loss)/d(student logits) in the same pass (the weights of
+# every position are known up front), so no (B, L, V) array ever exists and the backward pass
+# re-reads nothing of size V. Same matmuls, same FLOPs; measured in docs/performance.md.
+
+Decoder = tuple[jax.Array, jax.Array]  # tied word embeddings (V, H) and decoder bias (V,)
+
+
+def _softmax_and_lse(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """softmax and logsumexp over the last axis with a single exp pass (fp32)."""
+    peak = jnp.max(logits, axis=-1, keepdims=True)
+    unnormalised = jnp.exp(logits - peak)
+    total = jnp.sum(unnormalised, axis=-1, keepdims=True)
+    return unnormalised / total, (peak + jnp.log(total))[..., 0]
+
+
+def _decode(features: jax.Array, decoder: Decoder) -> jax.Array:
+    embeddings, bias = decoder
+    return jnp.einsum("bch,vh->bcv", features, embeddings.astype(features.dtype),
+                      preferred_element_type=jnp.float32) + bias
+
+
+def _head_chunk(student_features, student_decoder, teacher_features, teacher_decoder, labels, kl_weights,
+                ce_weights, temperature):
+    """Per-position KL and CE of one chunk, and d(weighted loss)/d(student logits)."""
+    student = _decode(student_features, student_decoder)
+    probs, lse = _softmax_and_lse(student)
+    valid = labels != IGNORE_INDEX
+    onehot = jnp.arange(student.shape[-1]) == jnp.where(valid, labels, -1)[..., None]
+    ce = jnp.where(valid, lse - jnp.sum(jnp.where(onehot, student, 0.0), axis=-1), 0.0)
+    grad = ce_weights[..., None] * (probs - onehot)
+    if teacher_features is None:
+        return jnp.zeros_like(ce), ce, grad
+    teacher = _decode(teacher_features, teacher_decoder) / temperature
+    student = student / temperature
+    teacher_probs, teacher_lse = _softmax_and_lse(teacher)
+    student_probs, student_lse = _softmax_and_lse(student)
+    # As per_token_kl: sum_v p_t (t - s) / T - (lse_t - lse_s) * sum_v p_t.
+    kl = (jnp.sum(teacher_probs * (teacher - student), axis=-1)
+          - (teacher_lse - student_lse) * jnp.sum(teacher_probs, axis=-1))
+    grad = grad + (kl_weights / temperature)[..., None] * (student_probs - teacher_probs)
+    return kl, ce, grad
+
+
+def _chunks(x: jax.Array, chunk_len: int) -> jax.Array:
+    """(B, L, ...) → (L / chunk_len, B, chunk_len, ...): chunks along the sequence, so every
+    chunk keeps the batch axis, and with it the data-parallel sharding."""
+    b, length = x.shape[:2]
+    return x.reshape(b, length // chunk_len, chunk_len, *x.shape[2:]).swapaxes(0, 1)
+
+
+def _unchunk(x: jax.Array) -> jax.Array:
+    n, b, c = x.shape[:3]
+    return x.swapaxes(0, 1).reshape(b, n * c, *x.shape[3:])
+
+
+def _fused_head_forward(temperature, chunk_len, student_features, student_decoder, teacher, labels, kl_weights,
+                        ce_weights):
+    teacher_features, teacher_decoder = teacher if teacher is not None else (None, None)
+    embeddings, bias = student_decoder
+
+    def body(carry, xs):
+        d_embeddings, d_bias = carry
+        feats, t_feats, labs, w_kl, w_ce = xs
+        kl, ce, grad = _head_chunk(feats, student_decoder, t_feats, teacher_decoder, labs, w_kl, w_ce,
+                                   temperature)
+        grad = grad.astype(feats.dtype)
+        d_feats = jnp.einsum("bcv,vh->bch", grad, embeddings.astype(grad.dtype),
+                             preferred_element_type=jnp.float32).astype(feats.dtype)
+        d_embeddings = d_embeddings + jnp.einsum("bcv,bch->vh", grad, feats, preferred_element_type=jnp.float32)
+        d_bias = d_bias + jnp.sum(grad, axis=(0, 1), dtype=jnp.float32)
+        return (d_embeddings, d_bias), (kl, ce, d_feats)
+
+    init = (jnp.zeros(embeddings.shape, jnp.float32), jnp.zeros(bias.shape, jnp.float32))
+    xs = (student_features, teacher_features, labels, kl_weights, ce_weights)
+    xs = jax.tree.map(lambda x: _chunks(x, chunk_len), xs)
+    (d_embeddings, d_bias), (kl, ce, d_feats) = jax.lax.scan(body, init, xs)
+    kl, ce = _unchunk(kl), _unchunk(ce)
+    loss = jnp.sum(kl * kl_weights) + jnp.sum(ce * ce_weights)
+    grads = (_unchunk(d_feats), (d_embeddings.astype(embeddings.dtype), d_bias.astype(bias.dtype)))
+    return (loss, kl, ce), grads
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_head(temperature, chunk_len, student_features, student_decoder, teacher, labels, kl_weights,
+                ce_weights):
+    return _fused_head_forward(temperature, chunk_len, student_features, student_decoder, teacher, labels,
+                               kl_weights, ce_weights)[0]
+
+
+def _fused_head_bwd(temperature, chunk_len, grads, cotangent):
+    del temperature, chunk_len
+    d_loss = cotangent[0]  # kl and ce leave `fused_distillation_loss` stop-gradiented: their cotangents are 0
+    d_feats, (d_embeddings, d_bias) = grads
+    scaled = (d_loss.astype(d_feats.dtype) * d_feats, (d_loss * d_embeddings, d_loss * d_bias))
+    return (*scaled, None, None, None, None)
+
+
+_fused_head.defvjp(_fused_head_forward, _fused_head_bwd)
+
+
+def fused_distillation_loss(
+    student_features: jax.Array,
+    student_decoder: Decoder,
+    teacher_features: jax.Array | None,
+    teacher_decoder: Decoder | None,
+    student_hidden: jax.Array | None,
+    teacher_hidden: jax.Array | None,
+    labels: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    temperature: float,
+    alpha_distil: float,
+    alpha_cosine: float,
+    alpha_mlm: float,
+    restrict_to_mask: bool = False,
+    chunk_len: int = 16,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`distillation_loss` of the logits `features @ embeddings.T + bias`, never materialised.
+
+    Takes each model's LM-head features (B, L, H) (`MaskedLM(..., decode=False).head_features`)
+    and its tied decoder (`modeling.decoder_params`) instead of logits; everything else, the
+    result and the gradients are `distillation_loss`'s. The decoder is applied to `chunk_len`
+    positions of every row at a time (L is padded up to a multiple). Gradients flow to the
+    student's features and decoder only; the teacher's inputs are constants.
+    """
+    zero = jnp.zeros((), jnp.float32)
+    non_pad = attention_mask.astype(bool)
+    masked = labels != IGNORE_INDEX
+    use_teacher = teacher_features is not None
+    if not use_teacher:
+        _require_zero_weight(alpha_distil, "alpha_distil", "teacher_features")
+    kl_positions = masked if restrict_to_mask else non_pad
+    kl_scale = alpha_distil * temperature**2 / jnp.maximum(jnp.sum(kl_positions, dtype=jnp.float32), 1.0)
+    ce_scale = alpha_mlm / jnp.maximum(jnp.sum(masked, dtype=jnp.float32), 1.0)
+    kl_weights = jnp.where(kl_positions, kl_scale, 0.0) if use_teacher else jnp.zeros(labels.shape)
+    ce_weights = jnp.where(masked, ce_scale, 0.0)
+
+    length = labels.shape[1]
+    chunk_len = max(1, min(chunk_len, length))
+    pad = -length % chunk_len
+    if pad:  # padded positions have label -100 and weight 0: they add nothing
+        pad_rows = lambda x, value=0: jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2),  # noqa: E731
+                                              constant_values=value)
+        student_features, labels = pad_rows(student_features), pad_rows(labels, IGNORE_INDEX)
+        kl_weights, ce_weights = pad_rows(kl_weights), pad_rows(ce_weights)
+        teacher_features = pad_rows(teacher_features) if use_teacher else None
+    teacher = (jax.lax.stop_gradient(teacher_features), jax.lax.stop_gradient(teacher_decoder)) if use_teacher \
+        else None
+    head, kl, ce = _fused_head(float(temperature), chunk_len, student_features, student_decoder, teacher, labels,
+                               kl_weights.astype(jnp.float32), ce_weights.astype(jnp.float32))
+    kl, ce = jax.lax.stop_gradient(kl[:, :length]), jax.lax.stop_gradient(ce[:, :length])
+
+    distil = masked_mean(kl, kl_positions) * temperature**2 if use_teacher else zero
+    if teacher_hidden is None or student_hidden is None:
+        _require_zero_weight(alpha_cosine, "alpha_cosine", "student_hidden and teacher_hidden")
+        cosine = zero
+    else:
+        cosine = masked_mean(per_token_cosine_distance(student_hidden, teacher_hidden), non_pad)
+    mlm = masked_mean(ce, masked)
+    total = head + alpha_cosine * cosine
+    return total, {"distil": distil, "cosine": cosine, "mlm": mlm}

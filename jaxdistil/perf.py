@@ -377,10 +377,11 @@ class JaxStep:
 
 
 def make_jax_step(shape: StepShape, hparams: Any, seed: int = 0, attention_impl: str | None = None,
-                  remat: bool = False) -> JaxStep:
+                  remat: bool = False, fused_head_chunk: int = 256) -> JaxStep:
     """`jaxdistil.train.build_train_step` on one device, random teacher and student, one batch.
 
-    `attention_impl` and `remat` are the trainer's `train.attention_impl` / `train.remat`.
+    `attention_impl`, `remat` and `fused_head_chunk` are the trainer's `train.*` options of the
+    same names (0 for `fused_head_chunk`: full logits).
     """
     import jax
     import jax.numpy as jnp
@@ -393,7 +394,8 @@ def make_jax_step(shape: StepShape, hparams: Any, seed: int = 0, attention_impl:
     student = MaskedLM(shape.student, dtype=dtype, attention_impl=attention_impl, remat=remat)
     teacher = MaskedLM(shape.teacher, dtype=dtype, attention_impl=attention_impl)
     specials, mask_id = special_ids(shape.teacher)
-    spec = T.StepSpec(mask_token_id=mask_id, special_token_ids=specials, vocab_size=shape.vocab)
+    spec = T.StepSpec(mask_token_id=mask_id, special_token_ids=specials, vocab_size=shape.vocab,
+                      fused_head_chunk=fused_head_chunk)
     tx = T.make_optimizer(hparams)
     mesh = shd.make_mesh(1)
     teacher_params = init_params(teacher, jax.random.key(seed + 1))

@@ -30,8 +30,8 @@ import optax
 from jaxdistil import sharding as shd
 from jaxdistil.config import ModelConfig
 from jaxdistil.data.masking import mask_tokens
-from jaxdistil.losses import distillation_loss
-from jaxdistil.modeling import MaskedLM
+from jaxdistil.losses import distillation_loss, fused_distillation_loss
+from jaxdistil.modeling import MaskedLM, decoder_params
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,11 @@ class StepSpec:
     vocab_size: int = 32005
     grad_accum: int = 1
     use_teacher: bool = True
+    # Positions per device per chunk of the fused LM head + loss (`losses.fused_distillation_loss`):
+    # no (B, L, V) logits are materialised. 0 computes the full logits and `distillation_loss`.
+    # Needs decoders tied to the word embeddings (CamemBERT's).
+    fused_head_chunk: int = 256
+    batch_shards: int = 1  # devices the batch axis is split over (sizes the fused head's chunks)
 
 
 # --- optimizer -------------------------------------------------------------------------------
@@ -129,21 +134,28 @@ def _loss_and_metrics(params, teacher_params, batch, token_weights, rng, *, stud
         special_token_ids=spec.special_token_ids, vocab_size=spec.vocab_size,
         mlm_probability=spec.mlm_probability, mask_ratio=spec.mask_ratio, random_ratio=spec.random_ratio,
         token_weights=token_weights)
-    teacher_logits = teacher_hidden = None
+    loss_kw = dict(temperature=spec.temperature, alpha_distil=spec.alpha_distil if spec.use_teacher else 0.0,
+                   alpha_cosine=spec.alpha_cosine if spec.use_teacher else 0.0, alpha_mlm=spec.alpha_mlm,
+                   restrict_to_mask=spec.restrict_to_mask)
+    fused = spec.fused_head_chunk > 0
+    t_out = None
     if spec.use_teacher:
-        t_out = teacher.apply({"params": teacher_params}, input_ids, attention_mask, deterministic=True)
-        teacher_logits = jax.lax.stop_gradient(t_out.logits)
-        teacher_hidden = jax.lax.stop_gradient(t_out.hidden_states[-1])
+        t_out = jax.lax.stop_gradient(teacher.apply({"params": teacher_params}, input_ids, attention_mask,
+                                                    deterministic=True, decode=not fused))
+    teacher_hidden = t_out.hidden_states[-1] if t_out is not None else None
 
     def loss_fn(p):
-        s_out = student.apply({"params": p}, input_ids, attention_mask, deterministic=False,
+        s_out = student.apply({"params": p}, input_ids, attention_mask, deterministic=False, decode=not fused,
                               rngs={"dropout": dropout_rng})
-        total, parts = distillation_loss(
-            s_out.logits, teacher_logits, s_out.hidden_states[-1], teacher_hidden, labels, attention_mask,
-            temperature=spec.temperature, alpha_distil=spec.alpha_distil if spec.use_teacher else 0.0,
-            alpha_cosine=spec.alpha_cosine if spec.use_teacher else 0.0, alpha_mlm=spec.alpha_mlm,
-            restrict_to_mask=spec.restrict_to_mask)
-        return total, parts
+        if not fused:
+            return distillation_loss(s_out.logits, t_out.logits if t_out is not None else None,
+                                     s_out.hidden_states[-1], teacher_hidden, labels, attention_mask, **loss_kw)
+        rows_per_shard = max(1, input_ids.shape[0] // spec.batch_shards)
+        return fused_distillation_loss(
+            s_out.head_features, decoder_params(p), t_out.head_features if t_out is not None else None,
+            decoder_params(teacher_params) if t_out is not None else None, s_out.hidden_states[-1],
+            teacher_hidden, labels, attention_mask, chunk_len=max(1, spec.fused_head_chunk // rows_per_shard),
+            **loss_kw)
 
     (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in parts.items()},

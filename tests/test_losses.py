@@ -2,7 +2,8 @@
 
 The reference gathers the selected rows with `masked_select` exactly as the distiller does
 and uses torch's own loss modules, in float64 so it is the exact value; the JAX loss (fp32)
-must match it, and torch autograd's gradients, to 1e-5.
+must match it, and torch autograd's gradients, to 1e-5. `fused_distillation_loss` (the LM
+head's decoder applied inside the loss, chunk by chunk) is held to the same reference.
 """
 
 import functools
@@ -14,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from jaxdistil.losses import distillation_loss
+from jaxdistil.losses import distillation_loss, fused_distillation_loss
 
 BATCH, LENGTH, VOCAB, HIDDEN = 3, 9, 37, 16
 TEMPERATURE = 2.0
@@ -216,3 +217,64 @@ def test_zero_hidden_vector_follows_torch_eps() -> None:
     expected = torch_distiller_loss(batch, restrict_ce_to_mask=False)
     (_, parts), _ = jax_loss_and_grads(batch, False)
     np.testing.assert_allclose(float(parts["cosine"]), expected["cosine"], rtol=TOL, atol=TOL)
+
+
+def fused_case(seed: int) -> tuple[dict, dict]:
+    """A `make_batch` whose logits are `features @ embeddings.T + bias`: (fused inputs, batch)."""
+    batch = make_batch(seed)
+    rng = np.random.default_rng(100 + seed)
+    pad_scale = np.where(batch["attention_mask"][..., None] == 1, 1.0, 20.0)
+    inputs = {}
+    for who in ("student", "teacher"):
+        features = (rng.normal(size=(BATCH, LENGTH, HIDDEN)) * pad_scale).astype(np.float32)
+        embeddings = (rng.normal(size=(VOCAB, HIDDEN)) * 0.5).astype(np.float32)
+        bias = (rng.normal(size=(VOCAB,)) * 0.3).astype(np.float32)
+        inputs[who] = (features, embeddings, bias)
+        batch[f"{who}_logits"] = (features.astype(np.float64) @ embeddings.T.astype(np.float64)
+                                  + bias).astype(np.float32)
+    return inputs, batch
+
+
+@pytest.mark.parametrize("chunk_len", [1, 4, LENGTH, 64])  # 4 does not divide LENGTH: the rows get padded
+@pytest.mark.parametrize("restrict_to_mask", [False, True])
+def test_fused_head_matches_torch_distiller(restrict_to_mask: bool, chunk_len: int) -> None:
+    inputs, batch = fused_case(int(restrict_to_mask))
+    expected = torch_distiller_loss(batch, restrict_ce_to_mask=restrict_to_mask)
+    s_features, s_embeddings, s_bias = inputs["student"]
+    t_features, t_embeddings, t_bias = inputs["teacher"]
+
+    def loss_fn(features, embeddings, bias, hidden):
+        return fused_distillation_loss(
+            features, (embeddings, bias), t_features, (t_embeddings, t_bias), hidden, batch["teacher_hidden"],
+            batch["labels"], batch["attention_mask"], temperature=TEMPERATURE, restrict_to_mask=restrict_to_mask,
+            chunk_len=chunk_len, **ALPHAS)
+
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True))
+    (total, parts), grads = grad_fn(s_features, s_embeddings, s_bias, batch["student_hidden"])
+
+    np.testing.assert_allclose(float(total), expected["total"], rtol=TOL, atol=TOL)
+    for name in ("distil", "cosine", "mlm"):
+        np.testing.assert_allclose(float(parts[name]), expected[name], rtol=TOL, atol=TOL)
+    # Chain rule through logits = features @ embeddings.T + bias, in float64.
+    grad_logits = expected["grad_logits"].astype(np.float64)
+    want = (grad_logits @ s_embeddings.astype(np.float64),
+            np.einsum("blv,blh->vh", grad_logits, s_features.astype(np.float64)),
+            grad_logits.sum(axis=(0, 1)), expected["grad_hidden"])
+    for got, ref in zip(grads, want, strict=True):
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=TOL, atol=TOL * np.abs(ref).max())
+
+
+def test_fused_head_without_teacher_is_plain_mlm() -> None:
+    inputs, batch = fused_case(7)
+    features, embeddings, bias = inputs["student"]
+    kw = dict(temperature=1.0, alpha_distil=0.0, alpha_cosine=0.0, alpha_mlm=1.0)
+    plain = jax.value_and_grad(lambda lg: distillation_loss(lg, None, None, None, batch["labels"],
+                                                            batch["attention_mask"], **kw)[0])
+    fused = jax.value_and_grad(lambda f: fused_distillation_loss(
+        f, (embeddings, bias), None, None, None, None, batch["labels"], batch["attention_mask"], chunk_len=2,
+        **kw)[0])
+    value, grad_logits = plain(batch["student_logits"])
+    fused_value, grad_features = fused(features)
+    np.testing.assert_allclose(float(fused_value), float(value), rtol=TOL)
+    np.testing.assert_allclose(np.asarray(grad_features), np.asarray(grad_logits) @ embeddings, rtol=1e-4,
+                               atol=1e-6)

@@ -9,7 +9,7 @@ from transformers import CamembertConfig, CamembertForMaskedLM
 
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import load_hf
-from jaxdistil.modeling import MaskedLM, init_params, roberta_position_ids
+from jaxdistil.modeling import Dropout, MaskedLM, decoder_params, init_params, roberta_position_ids
 
 TOLERANCE = 1e-5  # fp32, never raised
 
@@ -122,3 +122,35 @@ def test_inputs_longer_than_the_position_table_are_refused():
     ids = jnp.full((1, 11), 5, jnp.int32)
     with pytest.raises(ValueError, match="11 tokens is longer than the model's 10 positions"):
         MaskedLM(config).apply({"params": params}, ids)
+
+
+def test_decode_false_returns_the_decoder_input():
+    """`decode=False` features times the tied decoder are the model's own logits."""
+    cfg = ModelConfig(vocab_size=90, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=20)
+    model = MaskedLM(cfg)
+    params = init_params(model, jax.random.key(0))
+    ids = jax.random.randint(jax.random.key(1), (2, 9), 4, 90)
+    logits = model.apply({"params": params}, ids).logits
+    out = model.apply({"params": params}, ids, decode=False)
+    embeddings, bias = decoder_params(params)
+    assert out.logits is None
+    np.testing.assert_allclose(out.head_features @ embeddings.T + bias, logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_drops_at_its_rate_and_rescales(rate):
+    x = jnp.ones((501, 999), jnp.float32)  # odd size: one 32-bit draw is split across a row boundary
+    apply = jax.jit(lambda key: Dropout(rate).apply({}, x, deterministic=False, rngs={"dropout": key}))
+    first, second = np.asarray(apply(jax.random.key(0))), np.asarray(apply(jax.random.key(1)))
+    dropped = first == 0
+    # 5 standard deviations of a binomial proportion over 500k draws.
+    assert abs(dropped.mean() - rate) < 5 * np.sqrt(rate * (1 - rate) / x.size)
+    np.testing.assert_allclose(first[~dropped], 1 / (1 - rate), rtol=1e-6)
+    assert abs(first.mean() - 1.0) < 0.01  # inverted dropout keeps the expectation
+    assert (dropped != (second == 0)).mean() > 0.5 * rate  # another key, another mask
+    # Neighbouring elements (the two halves of one draw) are independent.
+    pairs = dropped.reshape(-1)[: x.size // 2 * 2].reshape(-1, 2)
+    both = (pairs[:, 0] & pairs[:, 1]).mean()
+    assert abs(both - rate**2) < 5 * np.sqrt(rate**2 / (x.size // 2))
+    np.testing.assert_array_equal(Dropout(rate).apply({}, x, deterministic=True), x)

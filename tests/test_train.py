@@ -134,7 +134,7 @@ def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_di
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), params_a, params_b)
 
 
-def _step_losses(num_devices, fsdp, steps=3, grad_accum=1):
+def _step_losses(num_devices, fsdp, steps=3, grad_accum=1, fused_head_chunk=256, mode="distil"):
     teacher_cfg = ModelConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=64, max_position_embeddings=34)
     teacher_params = init_params(MaskedLM(teacher_cfg), jax.random.key(0))
@@ -143,13 +143,16 @@ def _step_losses(num_devices, fsdp, steps=3, grad_accum=1):
     cfg = make_config({"data.paths": ("x",), "train.steps": 10, "train.warmup_steps": 2,
                        "train.fsdp": fsdp, "train.grad_accum": grad_accum}).train
     tx = T.make_optimizer(cfg)
+    distil = mode == "distil"
     spec = T.StepSpec(mask_token_id=255, special_token_ids=(0, 1, 2, 3, 255), vocab_size=256,
-                      grad_accum=grad_accum)
+                      grad_accum=grad_accum, fused_head_chunk=fused_head_chunk, batch_shards=num_devices,
+                      use_teacher=distil, alpha_mlm=0.2 if distil else 1.0)
     mesh = shd.make_mesh(num_devices)
     state = T.init_train_state(student_params, tx, seed=0)
     state_sh = shd.state_shardings(state, mesh, fsdp)
     teacher_sh = shd.state_shardings(teacher_params, mesh, fsdp)
-    step = T.build_train_step(student=MaskedLM(student_cfg), teacher=MaskedLM(teacher_cfg), tx=tx, spec=spec,
+    step = T.build_train_step(student=MaskedLM(student_cfg), teacher=MaskedLM(teacher_cfg) if distil else None,
+                              tx=tx, spec=spec,
                               mesh=mesh, state_sharding=state_sh, teacher_sharding=teacher_sh)
     state = jax.device_put(state, state_sh)
     teacher_params = jax.device_put(teacher_params, teacher_sh)
@@ -172,6 +175,16 @@ def test_eight_devices_match_one(fsdp):
     eight, params_eight = _step_losses(8, fsdp=fsdp)
     np.testing.assert_allclose(eight, one, atol=1e-5, rtol=0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_one, params_eight)
+
+
+@pytest.mark.parametrize("mode", ["distil", "mlm"])
+def test_fused_head_step_matches_plain_logits(mode):
+    """The trainer's default fused LM head + loss takes the same steps as full logits + distillation_loss."""
+    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk=0, mode=mode)
+    fused, params_fused = _step_losses(1, fsdp=False, fused_head_chunk=128, mode=mode)  # 4 chunks of 8 × 16
+    np.testing.assert_allclose(fused, plain, atol=2e-6, rtol=0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=0), params_plain, params_fused)
+    assert plain[-1, 1] == 0.0 if mode == "mlm" else plain[-1, 1] > 0.0
 
 
 def test_grad_accumulation_runs_and_learns():
