@@ -13,6 +13,14 @@ Three runs on the same tokenizer, shards and token budget, driven by scripts/rep
   0.5·distil + 0.3·cosine + 0.2·MLM loss, T = 2;
 - scratch: the same 2-layer architecture from random init with MLM only, the same steps and
   batches (DistilBERT's ablation).
+
+Ablations of the distilled student (issue #6's "investigate: loss weights, T, init, budget"), each
+changing one thing of `distil` and trained on the same steps and batches (`ABLATIONS=...` in
+scripts/reproduce_mini.sh):
+- init_only: the teacher-layer initialisation with the MLM loss only (weights 0 / 0 / 1);
+- distil_random: the full distillation loss from a random initialisation;
+- distil_t1: temperature 1 instead of 2;
+- untrained: the scratch student before any training (0 steps): what fine-tuning alone reaches.
 RUN holds `tokenizer/` (scripts/train_tokenizer.py) and `shards/{train,eval}`
 (scripts/prepare_data.py) made from ../shared/data/fr_novels (ELTeC-fra, public domain).
 `steps` is the third argument when given (the CI toy chain uses a handful).
@@ -24,6 +32,9 @@ SHAPE = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, max
              type_vocab_size=1, layer_norm_eps=1e-5)
 
 
+ROLES = ("teacher", "distil", "scratch", "init_only", "distil_random", "distil_t1", "untrained")
+
+
 def role_config(role: str):
     """`get_config(arg)` of configs/mini_ROLE.py: RUN[,STEPS] with the role fixed."""
     return lambda arg: get_config(f"{role},{arg}")
@@ -31,8 +42,8 @@ def role_config(role: str):
 
 def get_config(arg: str):
     role, run, *rest = arg.split(",")
-    if role not in ("teacher", "distil", "scratch"):
-        raise ValueError(f"configs/mini.py:ROLE,RUN[,STEPS] with ROLE teacher|distil|scratch, got {role!r}")
+    if role not in ROLES:
+        raise ValueError(f"configs/mini.py:ROLE,RUN[,STEPS] with ROLE one of {'|'.join(ROLES)}, got {role!r}")
     c = base()
     c.tokenizer.source = f"{run}/tokenizer"
     c.data.shards_dir = f"{run}/shards/train"
@@ -53,14 +64,26 @@ def get_config(arg: str):
         c.student.init = "random"
         c.student.num_layers = 4
         c.student.random.update(SHAPE)
-    elif role == "distil":
+    elif role in ("distil", "init_only", "distil_t1"):
         c.mode = "distil"
         c.teacher.source = f"{run}/teacher"
         c.student.init = "teacher"
         c.student.num_layers = 2
-    else:
+        if role == "init_only":
+            c.loss.alpha_distil, c.loss.alpha_cosine, c.loss.alpha_mlm = 0.0, 0.0, 1.0
+        if role == "distil_t1":
+            c.loss.temperature = 1.0
+    elif role == "distil_random":
+        c.mode = "distil"
+        c.teacher.source = f"{run}/teacher"
+        c.student.init = "random"
+        c.student.num_layers = 2
+        c.student.random.update(SHAPE)
+    else:  # scratch, untrained
         c.mode = "mlm"
         c.student.init = "random"
         c.student.num_layers = 2
         c.student.random.update(SHAPE)
+        if role == "untrained":
+            c.train.steps = 0
     return c

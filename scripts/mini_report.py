@@ -28,6 +28,14 @@ from typing import Any
 ROLES = {"teacher": "teacher (4 × 256)", "distil": "distilled student (2 × 256)",
          "scratch": "scratch student (2 × 256)"}
 STUDENTS = ("distil", "scratch")
+# One change each to the distilled student (configs/mini.py, reproduce_mini.sh's ABLATIONS): issue #6's
+# "investigate (loss weights, T, init, budget)". Reported under "Investigation" when present.
+ABLATIONS = {
+    "init_only": "teacher-layer init, MLM loss only (weights 0 / 0 / 1)",
+    "distil_random": "random init, distillation loss 0.5 / 0.3 / 0.2, T = 2",
+    "distil_t1": "teacher-layer init, distillation loss, T = 1",
+    "untrained": "random init, no pre-training at all (fine-tuning only)",
+}
 # The full miniature reproduction (scripts/reproduce_mini.sh defaults, configs/mini.py).
 FULL = {"teacher_steps": 1500, "steps": 600, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3,
         "ft_max_train": 1000}
@@ -102,22 +110,27 @@ def headline_speed(speed: dict[str, Any]) -> dict[str, Any]:
 def load_run(run: pathlib.Path) -> dict[str, Any]:
     """Everything the report needs, with None where an output is missing."""
     out: dict[str, Any] = {"run": run, "train": {}, "ft": {}, "speed": {}}
-    for role in ROLES:
+    out["ablations"] = [r for r in ABLATIONS if (run / r).is_dir() or (run / "eval" / f"mlm_{r}.json").is_file()]
+    for role in (*ROLES, *out["ablations"]):
         out["train"][role] = {
             "config": read_json(run / role / "run_config.json"),
             "metrics": read_metrics(run / role / "metrics.jsonl"),
             "exported": (run / role / "hf" / "model.safetensors").is_file(),
         }
         for task in ("pos", "ner"):
-            out["ft"][task, role] = read_json(run / "ft" / f"{task}_{role}" / "results.json")
+            results = read_json(run / "ft" / f"{task}_{role}" / "results.json")
+            if role in ROLES or results is not None:
+                out["ft"][task, role] = results
     for role in STUDENTS:
         out["speed"][role] = read_speed(run / "speed" / f"{role}.log")
     mlm = read_json(run / "eval" / "mlm.json")
     out["mlm_meta"] = mlm
     out["mlm"] = {}
-    for row in (mlm or {}).get("rows", []):
-        role = "teacher" if row["role"] == "teacher" else pathlib.Path(row["model"]).parent.name
-        out["mlm"][role] = row
+    ablation_evals = [read_json(run / "eval" / f"mlm_{r}.json") for r in out["ablations"]]
+    for evaluation in (mlm, *ablation_evals):  # the main evaluation's teacher row is the one kept
+        for row in (evaluation or {}).get("rows", []):
+            role = "teacher" if row["role"] == "teacher" else pathlib.Path(row["model"]).parent.name
+            out["mlm"].setdefault(role, row)
     out["timings"] = read_tsv(run / "timings.tsv")
     out["commands"] = read_tsv(run / "commands.tsv")
     out["invocations"] = read_tsv(run / "invocations.tsv")
@@ -145,7 +158,7 @@ def model_values(data: dict[str, Any], role: str) -> dict[str, Any]:
     values: dict[str, Any] = {"params": mlm.get("params"), "mlm_acc": mlm.get("accuracy"),
                               "mlm_ppl": mlm.get("perplexity")}
     for column, task, part, metric in TEST_COLUMNS:
-        values[column] = test_score(data["ft"][task, role], part, metric)
+        values[column] = test_score(data["ft"].get((task, role)), part, metric)
     speed = data["speed"].get("distil" if role == "teacher" else role)
     values["speed"] = None
     if speed:
@@ -277,6 +290,36 @@ def results_section(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def investigation_section(data: dict[str, Any]) -> list[str]:
+    """The ablations beside the distilled and scratch students: which ingredient does what."""
+    if not data["ablations"]:
+        return []
+    described = {"distil": "teacher-layer init, distillation loss 0.5 / 0.3 / 0.2, T = 2 (the recipe)",
+                 **{r: ABLATIONS[r] for r in data["ablations"]},
+                 "scratch": "random init, MLM loss only"}
+    teacher = model_values(data, "teacher")
+    rows, retained = [], []
+    for role, what in described.items():
+        v = model_values(data, role)
+        mlm = data["mlm"].get(role, {})
+        config = data["train"][role]["config"]
+        steps = DASH if config is None else f"{max(data['train'][role]['metrics'], default=0)} / " \
+                                             f"{config['train']['steps']}"
+        rows.append([f"`{role}`", what, steps, pct(v["mlm_acc"]), pct(mlm.get("agreement")),
+                     *(mean_std(v[c]) for c, *_ in TEST_COLUMNS)])
+        retained.append([f"`{role}`", *(ratio(None if v[c] is None else v[c]["mean"],
+                                             None if teacher[c] is None else teacher[c]["mean"])
+                                       for c, *_ in TEST_COLUMNS)])
+    return ["## Investigation: what each ingredient of the distilled student does", "",
+            "Each row changes one thing of the distilled student and is trained on the same steps, batches and "
+            "teacher, then evaluated and fine-tuned exactly like the main rows (reproduce_mini.sh `ABLATIONS`, "
+            "configs/mini.py).", "",
+            markdown_table(["student", "what differs", "steps reached / planned", "MLM acc %",
+                            "top-1 agreement with teacher %", *(c for c, *_ in TEST_COLUMNS)], rows), "",
+            "Share of the teacher's score:", "",
+            markdown_table(["student", *(c for c, *_ in TEST_COLUMNS)], retained), ""]
+
+
 def agreement_section(data: dict[str, Any]) -> list[str]:
     if not data["mlm"]:
         return []
@@ -373,7 +416,7 @@ def timings_section(data: dict[str, Any]) -> list[str]:
 
 
 def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
-    """loss/total, loss/mlm and eval MLM loss vs step for the three runs; False if nothing to plot."""
+    """loss/total, loss/mlm and eval MLM loss vs step for every run; False if nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,7 +428,7 @@ def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
     plotted = False
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for role, name in ROLES.items():
+        for role, name in {**ROLES, **{r: f"ablation {r}" for r in data["ablations"]}}.items():
             points = [(s, m[key]) for s, m in data["train"][role]["metrics"].items() if key in m]
             if points:
                 steps, values = zip(*points, strict=True)
@@ -424,6 +467,7 @@ def render(data: dict[str, Any], curves: str | None) -> str:
     if data["notes"]:
         lines += ["## Notes on this run", "", data["notes"].strip(), ""]
     lines += results_section(data)
+    lines += investigation_section(data)
     lines += agreement_section(data)
     lines += training_section(data, curves)
     lines += speed_section(data)

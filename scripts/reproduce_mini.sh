@@ -29,6 +29,10 @@
 #                         to scripts/finetune.py as is, e.g. '--max-length 64 --batch-size 8'
 #   BENCH_SETTINGS='1xSEQ_LEN 32xSEQ_LEN' BENCH_FRAMEWORKS='jax torch' BENCH_EXTRA=''
 #                         benchmarks/inference.py settings, frameworks, extra flags ('--repeats 3')
+#   ABLATIONS=''          extra students run after the main chain, each one change to the distilled
+#                         student (configs/mini.py): init_only distil_random distil_t1 untrained; each is
+#                         trained for STEPS, evaluated on held-out MLM and fine-tuned like the others,
+#                         and reported under "Investigation" (e.g. ABLATIONS='init_only untrained')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,12 +57,21 @@ FT_EXTRA="${FT_EXTRA---max-length 64 --lr 5e-4}"
 BENCH_SETTINGS="${BENCH_SETTINGS:-1x$SEQ_LEN 32x$SEQ_LEN}"
 BENCH_FRAMEWORKS="${BENCH_FRAMEWORKS:-jax torch}"
 BENCH_EXTRA="${BENCH_EXTRA:-}"
+ABLATIONS="${ABLATIONS:-}"
 KNOBS=(RUN DATA PYTHON REPORT STEPS TEACHER_STEPS VOCAB NOVELS HOLDOUT SEED SEQ_LEN TRAIN_OVERRIDES EVAL_BLOCKS FT_SEEDS
-       FT_EPOCHS FT_MAX_TRAIN FT_MAX_EVAL FT_EXTRA BENCH_SETTINGS BENCH_FRAMEWORKS BENCH_EXTRA)
+       FT_EPOCHS FT_MAX_TRAIN FT_MAX_EVAL FT_EXTRA BENCH_SETTINGS BENCH_FRAMEWORKS BENCH_EXTRA ABLATIONS)
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 
 ROLES=(teacher distil scratch)
+# shellcheck disable=SC2206  # a word list
+ABLATION_ROLES=($ABLATIONS)
+for role in "${ABLATION_ROLES[@]}"; do
+  case "$role" in
+    init_only|distil_random|distil_t1|untrained) ;;
+    *) echo "reproduce_mini: unknown ablation '$role' (init_only distil_random distil_t1 untrained)" >&2; exit 2 ;;
+  esac
+done
 SEQUOIA="$DATA/ud_french_sequoia/fr_sequoia-ud"
 GSD_TEST="$DATA/ud_french_gsd/fr_gsd-ud-test.conllu"
 WIKINEURAL="$DATA/wikineural_fr"
@@ -164,10 +177,17 @@ shards() {
 
 steps_of() { if [ "$1" = teacher ]; then echo "$TEACHER_STEPS"; else echo "$STEPS"; fi; }
 
-train() {  # train ROLE: configs/mini_ROLE.py for its steps (re-running resumes from the checkpoint)
+config_of() {  # the --config of a role: configs/mini_ROLE.py for the main three, configs/mini.py:ROLE otherwise
+  case "$1" in
+    teacher|distil|scratch) echo "configs/mini_$1.py:$RUN,$(steps_of "$1")" ;;
+    *) echo "configs/mini.py:$1,$RUN,$(steps_of "$1")" ;;
+  esac
+}
+
+train() {  # train ROLE for its steps (re-running resumes from the checkpoint)
   local role=$1 workdir="$RUN/$1"
   # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a list of flags
-  run "$PYTHON" scripts/train.py --config "configs/mini_$role.py:$RUN,$(steps_of "$role")" --workdir "$workdir" \
+  run "$PYTHON" scripts/train.py --config "$(config_of "$role")" --workdir "$workdir" \
     "--config.data.seq_len=$SEQ_LEN" $TRAIN_OVERRIDES
   if [ ! -f "$workdir/hf/model.safetensors" ]; then
     echo "reproduce_mini: $role stopped before its last step (no $workdir/hf); re-run to resume" >&2
@@ -179,6 +199,11 @@ mlm_eval() {
   run "$PYTHON" scripts/evaluate.py --teacher "$RUN/teacher/hf" --model "$RUN/distil/hf" \
     --model "$RUN/scratch/hf" --data "$RUN/shards/eval" --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" \
     --out "$RUN/eval/mlm.json"
+}
+
+mlm_eval_one() {  # mlm_eval_one ROLE: an ablation's held-out MLM, against the same teacher and blocks
+  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/teacher/hf" --model "$RUN/$1/hf" --data "$RUN/shards/eval" \
+    --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" --out "$RUN/eval/mlm_$1.json"
 }
 
 ner_data() {  # WikiNEuRal's val.conllu is the training data: every 10th sentence becomes the dev set
@@ -222,7 +247,8 @@ report() {
 
 stage tokenizer tokenizer
 stage shards shards
-for role in "${ROLES[@]}"; do
+for role in "${ROLES[@]}" "${ABLATION_ROLES[@]}"; do
+  [ "$role" = untrained ] && continue  # trained for 0 steps whatever STEPS says
   if [ -f "$RUN/.stages/$role.done" ] && [ -f "$RUN/$role/run_config.json" ]; then
     trained=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["train"]["steps"])' \
       "$RUN/$role/run_config.json")
@@ -231,6 +257,8 @@ for role in "${ROLES[@]}"; do
         "delete $RUN/$role and $RUN/.stages/$role.done (and what depends on it) to retrain" >&2
     fi
   fi
+done
+for role in "${ROLES[@]}"; do
   stage "$role" train "$role"
 done
 stage mlm_eval mlm_eval
@@ -242,6 +270,13 @@ for task in pos ner; do
 done
 for role in distil scratch; do
   stage "speed_$role" speed "$role"
+done
+for role in "${ABLATION_ROLES[@]}"; do  # after the main chain, so its results come first
+  stage "$role" train "$role"
+  stage "mlm_eval_$role" mlm_eval_one "$role"
+  for task in pos ner; do
+    stage "ft_${task}_$role" finetune "$task" "$role"
+  done
 done
 # The report is redone whenever another stage ran (or it was never written, or REPORT moved).
 if [ "$RAN_ANY" = 1 ] || [ ! -f "$REPORT" ]; then rm -f "$RUN/.stages/report.done"; fi

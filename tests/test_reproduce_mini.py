@@ -4,7 +4,8 @@ Every stage runs on real French data (../shared/data) but tiny: 2 novels (one he
 vocabulary, 8 training steps of 4 × 32 tokens per model, 8 held-out blocks, fine-tuning on 64
 sentences for 1 epoch with 1 seed, one inference-speed setting. Then the report must hold its three
 rows, say it is toy-sized, and sit beside its PNG; a second run must skip every stage; removing one
-stage's marker must redo that stage (and the report) only.
+stage's marker must redo that stage (and the report) only; ablations asked for afterwards must run
+after the main chain and be reported under "Investigation".
 """
 
 from __future__ import annotations
@@ -119,3 +120,17 @@ def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
     third = {r["stage"]: r["status"] for r in timing_rows(run)[len(rows) + len(rerun):]}
     assert {s for s, status in third.items() if status == "done"} == {"speed_scratch", "report"}
     assert report.stat().st_mtime_ns != written
+
+    # Ablations run after the main chain (which is skipped) and are reported beside distil and scratch.
+    before = len(timing_rows(run))
+    run_chain({**env, "ABLATIONS": "untrained init_only"}, timeout=900)
+    fourth = [(r["stage"], r["status"]) for r in timing_rows(run)[before:] if r["status"] != "skipped"]
+    assert fourth == [(stage, "done") for stage in (
+        "untrained", "mlm_eval_untrained", "ft_pos_untrained", "ft_ner_untrained",
+        "init_only", "mlm_eval_init_only", "ft_pos_init_only", "ft_ner_init_only", "report")]
+    text = report.read_text(encoding="utf-8")
+    investigation = table_rows(text, "## Investigation")
+    assert [r.split("|")[1].strip() for r in investigation] == ["`distil`", "`init_only`", "`untrained`", "`scratch`"]
+    assert all("–" not in r for r in investigation), investigation
+    assert "| 0 / 0 |" in investigation[2]  # the untrained student is never trained
+    assert "scripts/train.py --config configs/mini.py:init_only," in text
