@@ -121,16 +121,20 @@ def distillation_loss(
         kl = per_token_kl(student_logits, teacher_logits, temperature)
         distil = masked_mean(kl, kl_positions) * temperature**2
 
-    if teacher_hidden is None or student_hidden is None:
-        _require_zero_weight(alpha_cosine, "alpha_cosine", "student_hidden and teacher_hidden")
-        cosine = zero
-    else:
-        cosine = masked_mean(per_token_cosine_distance(student_hidden, teacher_hidden), non_pad)
-
+    cosine = _cosine_part(student_hidden, teacher_hidden, non_pad, alpha_cosine)
     mlm = masked_mean(per_token_cross_entropy(student_logits, labels), labels != IGNORE_INDEX)
 
     total = alpha_distil * distil + alpha_cosine * cosine + alpha_mlm * mlm
     return total, {"distil": distil, "cosine": cosine, "mlm": mlm}
+
+
+def _cosine_part(student_hidden: jax.Array | None, teacher_hidden: jax.Array | None, non_pad: jax.Array,
+                 alpha_cosine: float) -> jax.Array:
+    """Mean cosine distance over non-pad positions; 0 without hidden states (then its weight must be 0)."""
+    if teacher_hidden is None or student_hidden is None:
+        _require_zero_weight(alpha_cosine, "alpha_cosine", "student_hidden and teacher_hidden")
+        return jnp.zeros((), jnp.float32)
+    return masked_mean(per_token_cosine_distance(student_hidden, teacher_hidden), non_pad)
 
 
 def _require_zero_weight(alpha: float, alpha_name: str, input_name: str) -> None:
@@ -297,11 +301,7 @@ def fused_distillation_loss(
     kl, ce = jax.lax.stop_gradient(kl[:, :length]), jax.lax.stop_gradient(ce[:, :length])
 
     distil = masked_mean(kl, kl_positions) * temperature**2 if use_teacher else zero
-    if teacher_hidden is None or student_hidden is None:
-        _require_zero_weight(alpha_cosine, "alpha_cosine", "student_hidden and teacher_hidden")
-        cosine = zero
-    else:
-        cosine = masked_mean(per_token_cosine_distance(student_hidden, teacher_hidden), non_pad)
+    cosine = _cosine_part(student_hidden, teacher_hidden, non_pad, alpha_cosine)
     mlm = masked_mean(ce, masked)
     total = head + alpha_cosine * cosine
     return total, {"distil": distil, "cosine": cosine, "mlm": mlm}
