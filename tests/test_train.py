@@ -177,6 +177,14 @@ def test_eight_devices_match_one(fsdp):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_one, params_eight)
 
 
+def test_fused_head_in_chunks_on_eight_devices_matches_one_device_plain():
+    """Chunks along the sequence keep the batch sharding: 2 rows per device, 4 chunks of 8 positions."""
+    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk=0)
+    fused, params_fused = _step_losses(8, fsdp=True, fused_head_chunk=16)
+    np.testing.assert_allclose(fused, plain, atol=1e-5, rtol=0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_plain, params_fused)
+
+
 @pytest.mark.parametrize("mode", ["distil", "mlm"])
 def test_fused_head_step_matches_plain_logits(mode):
     """The trainer's default fused LM head + loss takes the same steps as full logits + distillation_loss."""
