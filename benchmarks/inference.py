@@ -1,4 +1,4 @@
-"""Inference speed of teacher vs student: sequences/s of the masked-LM forward pass.
+r"""Inference speed of teacher vs student: sequences/s of the masked-LM forward pass.
 
 Two implementations of each model on the same inputs: the jitted JAX forward (the timed
 call ends with `block_until_ready`, compilation absorbed by the warm-up) and the exported
@@ -21,18 +21,24 @@ line is machine-readable: `student_teacher_ratio_jax=<x> student_teacher_ratio_t
 from __future__ import annotations
 
 import argparse
-import os
+import pathlib
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
-import numpy as np
+if __package__ in (None, ""):  # run as `python benchmarks/inference.py`: make `benchmarks` importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from jaxdistil import perf
-from jaxdistil.config import ModelConfig
-from jaxdistil.evaluate.common import argument_parser, format_table
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from jaxdistil import cli  # noqa: E402
+from jaxdistil.checkpoint import load_model  # noqa: E402
+from jaxdistil.config import ModelConfig  # noqa: E402
+from jaxdistil.convert import save_hf  # noqa: E402
+from jaxdistil.modeling import MaskedLM, count_params, init_params  # noqa: E402
 
 Model = tuple[ModelConfig, Any]
 
@@ -50,8 +56,6 @@ def parse_setting(text: str) -> tuple[int, int]:
 
 def random_model(layers: int, hidden: int, heads: int, vocab: int, max_length: int, seed: int) -> Model:
     """CamemBERT-shaped random weights (FFN = 4 × hidden)."""
-    from jaxdistil.modeling import MaskedLM, init_params
-
     config = ModelConfig(
         vocab_size=vocab,
         hidden_size=hidden,
@@ -65,16 +69,13 @@ def random_model(layers: int, hidden: int, heads: int, vocab: int, max_length: i
 
 def random_inputs(config: ModelConfig, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Full-length rows of random regular tokens framed by <s> … </s> (no padding)."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(perf.first_regular_id(config), config.vocab_size - 1, (batch, length), dtype=np.int32)
+    ids = harness.random_ids(config, (batch, length), seed)
     ids[:, 0], ids[:, -1] = config.bos_token_id, config.eos_token_id
     return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
 
 
 def jax_forward(model: Model) -> Callable[[dict[str, np.ndarray]], Callable[[], Any]]:
     """inputs -> a no-argument call running the jitted forward to completion."""
-    from jaxdistil.modeling import MaskedLM
-
     config, params = model
     params = jax.device_put(params)
     apply = jax.jit(lambda p, ids, mask: MaskedLM(config).apply({"params": p}, ids, mask).logits)
@@ -88,10 +89,8 @@ def jax_forward(model: Model) -> Callable[[dict[str, np.ndarray]], Callable[[], 
 
 def torch_forward(model: Model) -> Callable[[dict[str, np.ndarray]], Callable[[], Any]]:
     """The same, for the model exported to HF and reloaded as `CamembertForMaskedLM`."""
-    import torch
+    import torch  # only when torch is measured: it is an optional dependency
     from transformers import AutoModelForMaskedLM
-
-    from jaxdistil.convert import save_hf
 
     with tempfile.TemporaryDirectory() as tmp:
         save_hf(model[0], model[1], tmp)
@@ -127,7 +126,7 @@ def measure(
             inputs = random_inputs(teacher[0], batch, length)
             speed = {}
             for role, bind in bound.items():
-                seconds = perf.median(perf.time_calls(bind(inputs), repeats, warmup=warmup))
+                seconds = harness.median(harness.time_calls(bind(inputs), repeats, warmup=warmup))
                 speed[role] = batch / seconds
             rows.append(
                 {
@@ -152,8 +151,6 @@ def load_models(args: argparse.Namespace) -> tuple[Model, Model]:
         longest = max(length for _, length in args.settings)
         shape = (args.hidden, args.heads, args.vocab, longest)
         return random_model(args.teacher_layers, *shape, seed=1), random_model(args.student_layers, *shape, seed=2)
-    from jaxdistil.checkpoint import load_model
-
     teacher, student = load_model(args.teacher), load_model(args.student)
     if teacher[0].vocab_size != student[0].vocab_size:
         raise ValueError(
@@ -168,14 +165,14 @@ def load_models(args: argparse.Namespace) -> tuple[Model, Model]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argument_parser(__doc__)
-    parser.add_argument("--teacher", help="teacher model (any load_model source)")
-    parser.add_argument("--student", help="student model (any load_model source)")
+    parser = cli.parser(__doc__)
+    parser.add_argument("--teacher", help="teacher model (any load_model source; required without --random)")
+    parser.add_argument("--student", help="student model (any load_model source; required without --random)")
     parser.add_argument("--random", action="store_true", help="random weights of the shapes below instead")
-    parser.add_argument("--teacher-layers", type=int, default=12)
-    parser.add_argument("--student-layers", type=int, default=6)
-    parser.add_argument("--hidden", type=int, default=768)
-    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--teacher-layers", type=int, default=12, help="--random: teacher layers")
+    parser.add_argument("--student-layers", type=int, default=6, help="--random: student layers")
+    parser.add_argument("--hidden", type=int, default=768, help="--random: hidden size (FFN = 4 × hidden)")
+    parser.add_argument("--heads", type=int, default=12, help="--random: attention heads")
     parser.add_argument("--vocab", type=int, default=8000, help="reduced from 32005 to keep CPU runs short")
     parser.add_argument(
         "--settings",
@@ -185,10 +182,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="BxL",
         help="batch x length settings, e.g. 1x128 8x128",
     )
-    parser.add_argument("--frameworks", nargs="+", choices=("jax", "torch"), default=["jax", "torch"])
+    parser.add_argument("--frameworks", nargs="+", choices=("jax", "torch"), default=["jax", "torch"],
+                        help="which implementations to time")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per setting (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (compilation)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
+    parser.add_argument("--threads", type=int, default=harness.available_cores(),
+                        help="torch threads; by default the cores this process may use")
     args = parser.parse_args(argv)
     if not args.random and not (args.teacher and args.student):
         parser.error("give --teacher and --student, or --random")
@@ -196,17 +195,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jaxdistil.cli import count_params, fail
-
     args = parse_args(argv)
+    cli.setup_logging()
     if "torch" in args.frameworks:
-        import torch
+        import torch  # optional dependency, only when torch is measured
 
         torch.set_num_threads(args.threads)
     try:
         teacher, student = load_models(args)
     except (FileNotFoundError, ValueError, OSError) as error:
-        return fail(error)
+        return cli.fail(error)
     print(
         f"teacher {teacher[0].num_hidden_layers}L ({count_params(teacher[1]):,} params), student "
         f"{student[0].num_hidden_layers}L ({count_params(student[1]):,} params), "
@@ -216,13 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows = measure(teacher, student, args.settings, args.frameworks, args.repeats, args.warmup)
     print(
-        format_table(
+        cli.format_table(
             rows,
             ["framework", "batch", "length", "teacher_seq_per_s", "student_seq_per_s", "student/teacher"],
             digits=2,
         )
     )
-    ratios = {fw: perf.median([r["student/teacher"] for r in rows if r["framework"] == fw]) for fw in args.frameworks}
+    ratios = {fw: harness.median([r["student/teacher"] for r in rows if r["framework"] == fw])
+              for fw in args.frameworks}
     print(" ".join(f"student_teacher_ratio_{fw}={ratio:.3f}" for fw, ratio in ratios.items()))
     return 0
 

@@ -1,29 +1,35 @@
-"""Variants of the distillation step, timed against each other in alternating rounds.
+r"""Variants of the distillation step, timed against each other in alternating rounds.
 
-Each variant is `jaxdistil.perf.make_jax_step` (the trainer's own jitted step) with one option
+Each variant is `harness.make_jax_step` (the trainer's own jitted step) with one option
 changed, so a proposal is measured on the real step, paired and interleaved (a shared machine
 drifts; alternating rounds cancel most of it). Variants (`--variants`, the first is the
 reference):
 
-  plain         full (B, L, V) logits and `losses.distillation_loss` (`train.fused_head_chunk=0`)
-  fused[:N]     the fused LM head + loss, N positions per chunk (default 256; the trainer's default)
+  plain         full (B, L, V) logits and `losses.distillation_loss` (`train.fused_head_chunk_len=0`)
+  fused[:N]     the fused LM head + loss, N positions of each sequence per chunk (default: the run
+                config's `train.fused_head_chunk_len`)
   ...+PRNG      built and run under that `jax_default_prng_impl`, e.g. `fused+rbg`
 
     python benchmarks/prototypes.py --check                       # fused loss == plain loss, grads too
     python benchmarks/prototypes.py --variants plain fused --rounds 10 --steps 1
-    python benchmarks/prototypes.py --variants fused:128 fused:256 fused:512
+    python benchmarks/prototypes.py --variants fused:8 fused:16 fused:32
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import pathlib
+import sys
 
-import jax
-import jax.numpy as jnp
+if __package__ in (None, ""):  # run as `python benchmarks/prototypes.py`: make `benchmarks` importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from jaxdistil import perf
-from jaxdistil.losses import distillation_loss, fused_distillation_loss
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from jaxdistil import cli  # noqa: E402
+from jaxdistil.losses import IGNORE_INDEX, distillation_loss, fused_distillation_loss  # noqa: E402
 
 
 def check_fused_loss(seed: int = 0) -> float:
@@ -34,9 +40,9 @@ def check_fused_loss(seed: int = 0) -> float:
     ws, wt = (0.3 * jax.random.normal(k, (v, h)) for k in keys[4:6])
     bs, bt = (0.1 * jax.random.normal(k, (v,)) for k in keys[6:8])
     labels = jnp.where(jax.random.uniform(keys[8], (b, length)) < 0.3,
-                       jax.random.randint(keys[9], (b, length), 0, v), -100)
+                       jax.random.randint(keys[9], (b, length), 0, v), IGNORE_INDEX)
     mask = jnp.ones((b, length), jnp.int32).at[1, -4:].set(0)
-    labels = jnp.where(mask.astype(bool), labels, -100)
+    labels = jnp.where(mask.astype(bool), labels, IGNORE_INDEX)
     kw = dict(temperature=2.0, alpha_distil=0.5, alpha_cosine=0.3, alpha_mlm=0.2)
 
     def plain(hs, ws, bs, hidden_s):
@@ -56,35 +62,36 @@ def check_fused_loss(seed: int = 0) -> float:
     return max(gaps)
 
 
-def make_variant(name: str, shape: perf.StepShape, hparams) -> tuple[perf.JaxStep, str]:
-    """(the step, its PRNG implementation or '') of a variant name such as 'fused:128+rbg'."""
+def make_variant(name: str, shape: harness.StepShape, config) -> tuple[harness.JaxStep, str]:
+    """(the step, its PRNG implementation or '') of a variant name such as 'fused:8+rbg'."""
     variant, _, prng = name.partition("+")
     kind, _, chunk = variant.partition(":")
     if kind not in ("plain", "fused"):
-        raise ValueError(f"unknown variant {name!r}: plain | fused[:CHUNK], optionally +PRNG")
-    chunk_size = 0 if kind == "plain" else int(chunk or 256)
+        raise ValueError(f"unknown variant {name!r}: plain | fused[:CHUNK_LEN], optionally +PRNG")
+    chunk_len = 0 if kind == "plain" else int(chunk or config.train.fused_head_chunk_len)
     with jax.default_prng_impl(prng) if prng else contextlib.nullcontext():
-        return perf.make_jax_step(shape, hparams, fused_head_chunk=chunk_size), prng
+        return harness.make_jax_step(shape, config, fused_head_chunk_len=chunk_len), prng
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    perf.add_shape_args(parser)
-    parser.add_argument("--variants", nargs="+", default=["plain", "fused"])
+    parser = cli.parser(__doc__)
+    harness.add_shape_args(parser)
+    parser.add_argument("--variants", nargs="+", default=["plain", "fused"],
+                        help="variants to time, the first is the reference (see above)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant and round (median)")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds over all variants")
     parser.add_argument("--check", action="store_true", help="only check the fused loss against the plain one")
     args = parser.parse_args()
+    cli.setup_logging()
     if args.check:
         if check_fused_loss() > 1e-5:
             raise SystemExit("fused loss differs from losses.distillation_loss")
         return
-    shape, hparams = perf.shape_and_hparams_from_args(args)
+    shape, config = harness.shape_and_config_from_args(args)
     print(f"shape: {shape.describe()}", flush=True)
     runners = {}
     for name in args.variants:
-        step, prng = make_variant(name, shape, hparams)
+        step, prng = make_variant(name, shape, config)
 
         def run(step=step, prng=prng):
             with jax.default_prng_impl(prng) if prng else contextlib.nullcontext():
@@ -94,12 +101,12 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(args.rounds):
         for name, run in runners.items():
-            times[name].append(perf.median(perf.time_calls(run, args.steps, warmup=1)))
+            times[name].append(harness.median(harness.time_calls(run, args.steps, warmup=1)))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in times.items()), flush=True)
     reference = args.variants[0]
     for name, ts in times.items():
-        ratio = perf.median([b / t for b, t in zip(times[reference], ts, strict=True)])
-        print(f"{name}: {perf.median(ts) * 1e3:.1f} ms/step, {perf.step_flops(shape) / perf.median(ts) / 1e9:.1f} "
+        ratio = harness.median([b / t for b, t in zip(times[reference], ts, strict=True)])
+        print(f"{name}: {harness.median(ts) * 1e3:.1f} ms/step, {shape.step_flops / harness.median(ts) / 1e9:.1f} "
               f"GFLOP/s, {ratio:.2f}x vs {reference}")
 
 

@@ -1,4 +1,4 @@
-"""The same distillation step in plain PyTorch + HF `CamembertForMaskedLM`, for comparison.
+r"""The same distillation step in plain PyTorch + HF `CamembertForMaskedLM`, for comparison.
 
 Our own re-statement of the DistilBERT distiller's step (HF research project
 `distillation/distiller.py`, `Distiller.step`): teacher forward in eval mode under
@@ -17,34 +17,35 @@ and a linear warm-up/decay schedule. Masking is `jaxdistil.data.masking.mask_tok
     python benchmarks/torch_reference.py                 # torch step time, acceptance shape
     python benchmarks/torch_reference.py --compare       # JAX vs torch, alternating rounds
 
-`--compare` runs the jitted JAX step (`jaxdistil.perf.make_jax_step`, i.e.
-`jaxdistil.train.build_train_step`) and this step on the same shape and batch, alternating
+`--compare` runs the jitted JAX step (`harness.make_jax_step`, i.e. the trainer's
+`jaxdistil.step.compile_step`) and this step on the same shape and batch, alternating
 `--rounds` rounds of `--steps` steps each so both see the same background load, and ends
 with `jax/torch speedup = X` (median over rounds of torch ms / JAX ms).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import pathlib
+import sys
 from typing import Any
 
-# libgomp's default wait policy spins at every barrier. On a machine shared with other jobs
-# (ours: 2 cores, tests running beside) a spinning thread waits for a descheduled partner,
-# and the torch step ran 2-2.5x slower than with passive waiting (8.0 s vs 3.4 s per step at
-# load 3.5). Passive is torch's fair configuration here; set OMP_WAIT_POLICY=ACTIVE to compare.
+if __package__ in (None, ""):  # run as `python benchmarks/torch_reference.py`: make `benchmarks` importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+# libgomp's default wait policy spins at every barrier. On a machine shared with other jobs a
+# spinning thread waits for a descheduled partner, and the torch step ran far slower than with
+# passive waiting (docs/performance.md). Passive is torch's fair configuration here; set
+# OMP_WAIT_POLICY=ACTIVE to compare.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from jaxdistil import perf  # noqa: E402
-from jaxdistil.data.masking import IGNORE_INDEX  # noqa: E402
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
+from benchmarks import harness  # noqa: E402
+from jaxdistil import cli  # noqa: E402
+from jaxdistil.losses import IGNORE_INDEX  # noqa: E402
 
 
 def mask_tokens_torch(gen: torch.Generator, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
@@ -86,7 +87,7 @@ def distiller_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_hidden: tor
 
 
 def _linear_warmup_decay(warmup: int, total: int):
-    """transformers' `get_linear_schedule_with_warmup` factor, as `make_optimizer`'s schedule."""
+    """transformers' `get_linear_schedule_with_warmup` factor, as `optim.learning_rate_schedule`."""
     def factor(step: int) -> float:
         if step < warmup:
             return step / max(1, warmup)
@@ -97,14 +98,15 @@ def _linear_warmup_decay(warmup: int, total: int):
 class TorchDistiller:
     """Teacher, student, AdamW and one batch; `run()` does one full distillation step."""
 
-    def __init__(self, shape: perf.StepShape, hparams: Any, batch: dict[str, np.ndarray], seed: int = 0,
+    def __init__(self, shape: harness.StepShape, train_cfg: Any, batch: dict[str, np.ndarray], seed: int = 0,
                  attn_implementation: str = "sdpa"):
+        """`train_cfg` is a run config's `train` section (run_config.py): the same optimizer as JAX's."""
         from transformers import CamembertForMaskedLM
 
         if shape.dtype != "float32":
             raise ValueError("the torch reference runs on CPU in float32 only")
         torch.manual_seed(seed)
-        self.shape, self.hparams = shape, hparams
+        self.shape, self.train_cfg = shape, train_cfg
         self.teacher = CamembertForMaskedLM(shape.teacher.to_hf_config(
             attn_implementation=attn_implementation)).eval().requires_grad_(False)
         self.student = CamembertForMaskedLM(shape.student.to_hf_config(
@@ -112,13 +114,14 @@ class TorchDistiller:
         decay = [p for n, p in self.student.named_parameters() if not _no_decay(n)]
         no_decay = [p for n, p in self.student.named_parameters() if _no_decay(n)]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hparams.weight_decay},
+            [{"params": decay, "weight_decay": train_cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=hparams.learning_rate, betas=(hparams.adam_b1, hparams.adam_b2), eps=hparams.adam_eps,
+            lr=train_cfg.learning_rate, betas=(train_cfg.adam_b1, train_cfg.adam_b2), eps=train_cfg.adam_eps,
             foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _linear_warmup_decay(hparams.warmup_steps, hparams.steps))
-        self.specials, self.mask_id = perf.special_ids(shape.teacher)
+            self.optimizer, _linear_warmup_decay(train_cfg.warmup_steps, train_cfg.steps))
+        vocab = harness.SyntheticVocab(shape.teacher)
+        self.specials, self.mask_id = vocab.all_special_ids, vocab.mask_token_id
         self.generator = torch.Generator().manual_seed(seed)
         self.input_ids = torch.from_numpy(batch["input_ids"]).long()
         self.attention_mask = torch.from_numpy(batch["attention_mask"]).long()
@@ -133,7 +136,7 @@ class TorchDistiller:
         loss = distiller_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_out.hidden_states[-1],
                               labels, self.attention_mask)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.hparams.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.train_cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -145,55 +148,56 @@ def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def compare(shape: perf.StepShape, hparams: Any, rounds: int, steps: int, attn: str) -> float:
+def compare(shape: harness.StepShape, config: Any, rounds: int, steps: int, attn: str) -> float:
     """Alternating rounds of JAX and torch steps; prints each round, returns the median speedup."""
-    batch = perf.random_batch(shape)
-    jax_step = perf.make_jax_step(shape, hparams)
-    torch_step = TorchDistiller(shape, hparams, batch, attn_implementation=attn)
+    batch = harness.random_batch(shape)
+    jax_step = harness.make_jax_step(shape, config)
+    torch_step = TorchDistiller(shape, config.train, batch, attn_implementation=attn)
     print("compiling the JAX step and warming up both ...", flush=True)
     jax_step.run()
     torch_step.run()
     ratios, jax_all, torch_all, jax_cpu, torch_cpu = [], [], [], [], []
     for r in range(rounds):
         # One untimed step per round: the other framework's threads may still be spinning.
-        jax_times = perf.time_calls(jax_step.run, steps, warmup=1, cpu_times=jax_cpu)
-        torch_times = perf.time_calls(torch_step.run, steps, warmup=1, cpu_times=torch_cpu)
+        jax_times = harness.time_calls(jax_step.run, steps, warmup=1, cpu_times=jax_cpu)
+        torch_times = harness.time_calls(torch_step.run, steps, warmup=1, cpu_times=torch_cpu)
         jax_all += jax_times
         torch_all += torch_times
-        ratios.append(perf.median(torch_times) / perf.median(jax_times))
-        print(f"round {r + 1}/{rounds}: jax {perf.median(jax_times) * 1e3:.1f} ms/step, "
-              f"torch {perf.median(torch_times) * 1e3:.1f} ms/step, ratio {ratios[-1]:.2f}", flush=True)
+        ratios.append(harness.median(torch_times) / harness.median(jax_times))
+        print(f"round {r + 1}/{rounds}: jax {harness.median(jax_times) * 1e3:.1f} ms/step, "
+              f"torch {harness.median(torch_times) * 1e3:.1f} ms/step, ratio {ratios[-1]:.2f}", flush=True)
     # On a shared machine the fastest step is the least disturbed one: show it beside the medians.
-    print(f"jax: {perf.spread(jax_all)}; torch: {perf.spread(torch_all)}; "
+    print(f"jax: {harness.spread(jax_all)}; torch: {harness.spread(torch_all)}; "
           f"ratio of the fastest steps {min(torch_all) / min(jax_all):.2f}")
-    print(f"CPU seconds per step (all threads): jax {perf.median(jax_cpu):.2f}, "
-          f"torch {perf.median(torch_cpu):.2f}, ratio {perf.median(torch_cpu) / perf.median(jax_cpu):.2f}")
-    return perf.median(ratios)
+    print(f"CPU seconds per step (all threads): jax {harness.median(jax_cpu):.2f}, "
+          f"torch {harness.median(torch_cpu):.2f}, ratio {harness.median(torch_cpu) / harness.median(jax_cpu):.2f}")
+    return harness.median(ratios)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    perf.add_shape_args(parser)
+    parser = cli.parser(__doc__)
+    harness.add_shape_args(parser)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round (median taken)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating JAX/torch rounds (--compare)")
     parser.add_argument("--compare", action="store_true", help="time the JAX step too, alternating")
-    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"),
-                        help="HF attention implementation")
-    parser.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads")
+    parser.add_argument("--hf-attention", default="sdpa", choices=("sdpa", "eager"),
+                        help="the HF models' attn_implementation")
+    parser.add_argument("--threads", type=int, default=harness.available_cores(),
+                        help="torch.set_num_threads; by default the cores this process may use")
     args = parser.parse_args()
+    cli.setup_logging()
     torch.set_num_threads(args.threads)
-    shape, hparams = perf.shape_and_hparams_from_args(args)
+    shape, config = harness.shape_and_config_from_args(args)
     print(f"shape: {shape.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, attention {args.attn}", flush=True)
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, attention {args.hf_attention}", flush=True)
     if args.compare:
-        speedup = compare(shape, hparams, args.rounds, args.steps, args.attn)
+        speedup = compare(shape, config, args.rounds, args.steps, args.hf_attention)
         print(f"jax/torch speedup = {speedup:.2f}")
         return
-    step = TorchDistiller(shape, hparams, perf.random_batch(shape), attn_implementation=args.attn)
-    times = perf.time_calls(step.run, args.steps, warmup=1)
-    print(f"torch step: {perf.spread(times)}, {shape.tokens / perf.median(times):.0f} tokens/s")
-    print(f"ms_per_step={perf.median(times) * 1e3:.2f} tokens_per_s={shape.tokens / perf.median(times):.0f}")
+    step = TorchDistiller(shape, config.train, harness.random_batch(shape), attn_implementation=args.hf_attention)
+    times = harness.time_calls(step.run, args.steps, warmup=1)
+    print(f"torch step: {harness.spread(times)}, {shape.tokens / harness.median(times):.0f} tokens/s")
+    print(f"ms_per_step={harness.median(times) * 1e3:.2f} tokens_per_s={shape.tokens / harness.median(times):.0f}")
 
 
 if __name__ == "__main__":

@@ -1,49 +1,61 @@
 """The miniature DistilCamemBERT reproduction on real French text (issue #6, docs/results.md).
 
-Three runs on the same tokenizer, shards and token budget, driven by scripts/reproduce_mini.sh:
+The one place its roles, ablations and model sizes are written. Every run is one role of this
+file, trained on the same tokenizer, shards and token budget (scripts/reproduce_mini.sh runs them):
 
-    python scripts/train.py --config configs/mini_teacher.py:RUN --workdir RUN/teacher
-    python scripts/train.py --config configs/mini_distil.py:RUN  --workdir RUN/distil
-    python scripts/train.py --config configs/mini_scratch.py:RUN --workdir RUN/scratch
+    python scripts/train.py --config configs/mini.py:teacher,RUN --workdir RUN/teacher
+    python scripts/train.py --config configs/mini.py:distil,RUN  --workdir RUN/distil
+    python scripts/train.py --config configs/mini.py:scratch,RUN --workdir RUN/scratch
 
-(each the same as `configs/mini.py:ROLE,RUN[,STEPS]`, the one place the recipe is written).
+The argument is ROLE,RUN[,STEPS] (the chain passes STEPS; the CI toy chain uses a handful).
 
-- teacher: a CamemBERT-shaped encoder (4 × 256, 4 heads, FFN 1024) pre-trained with plain MLM;
-- distil: a 2-layer student initialised from teacher layers (0, 3), trained with the paper's
-  0.5·distil + 0.3·cosine + 0.2·MLM loss, T = 2;
-- scratch: the same 2-layer architecture from random init with MLM only, the same steps and
-  batches (DistilBERT's ablation).
+- ROLES: the reproduction's three runs, the teacher (TEACHER_LAYERS layers of SHAPE, plain MLM),
+  the distilled student (STUDENT_LAYERS layers copied from the teacher, the paper's
+  distillation loss) and the same student from scratch (DistilBERT's ablation);
+- ABLATIONS: issue #6's "investigate: loss weights, T, init, budget", each one change to the
+  distilled student, trained on the same steps and batches (`ABLATIONS=...` in reproduce_mini.sh).
 
-Ablations of the distilled student (issue #6's "investigate: loss weights, T, init, budget"), each
-changing one thing of `distil` and trained on the same steps and batches (`ABLATIONS=...` in
-scripts/reproduce_mini.sh):
-- init_only: the teacher-layer initialisation with the MLM loss only (weights 0 / 0 / 1);
-- distil_random: the full distillation loss from a random initialisation;
-- distil_t1: temperature 1 instead of 2;
-- untrained: the scratch student before any training (0 steps): what fine-tuning alone reaches.
 RUN holds `tokenizer/` (scripts/train_tokenizer.py) and `shards/{train,eval}`
 (scripts/prepare_data.py) made from ../shared/data/fr_novels (ELTeC-fra, public domain).
-`steps` is the third argument when given (the CI toy chain uses a handful).
 """
+
+from typing import NamedTuple
 
 from jaxdistil.run_config import base
 
+# The encoder every role shares: the teacher is TEACHER_LAYERS of it, every student STUDENT_LAYERS.
 SHAPE = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130,
              type_vocab_size=1, layer_norm_eps=1e-5)
+TEACHER_LAYERS = 4
+STUDENT_LAYERS = 2
 
 
-ROLES = ("teacher", "distil", "scratch", "init_only", "distil_random", "distil_t1", "untrained")
+class Role(NamedTuple):
+    label: str  # how the report names it
+    description: str  # how it is trained: what differs from the others
 
 
-def role_config(role: str):
-    """`get_config(arg)` of configs/mini_ROLE.py: RUN[,STEPS] with the role fixed."""
-    return lambda arg: get_config(f"{role},{arg}")
+TEACHER = "teacher"  # the role the students learn from; its workdir is RUN/teacher
+# The reproduction's three runs, in the order they train and are reported.
+ROLES = {
+    TEACHER: Role("teacher", "random init, MLM loss only, the students' teacher"),
+    "distil": Role("distilled student", "teacher-layer init, distillation loss 0.5 / 0.3 / 0.2, T = 2 (the recipe)"),
+    "scratch": Role("scratch student", "random init, MLM loss only"),
+}
+# ablation -> what differs from the distilled student
+ABLATIONS = {
+    "init_only": "teacher-layer init, MLM loss only (weights 0 / 0 / 1)",
+    "distil_random": "random init, distillation loss 0.5 / 0.3 / 0.2, T = 2",
+    "distil_t1": "teacher-layer init, distillation loss, T = 1",
+    "untrained": "random init, no pre-training at all (fine-tuning only)",
+}
 
 
 def get_config(arg: str):
     role, run, *rest = arg.split(",")
-    if role not in ROLES:
-        raise ValueError(f"configs/mini.py:ROLE,RUN[,STEPS] with ROLE one of {'|'.join(ROLES)}, got {role!r}")
+    if role not in ROLES and role not in ABLATIONS:
+        raise ValueError(f"configs/mini.py:ROLE,RUN[,STEPS] with ROLE one of {'|'.join([*ROLES, *ABLATIONS])}, "
+                         f"got {role!r}")
     c = base()
     c.tokenizer.source = f"{run}/tokenizer"
     c.data.shards_dir = f"{run}/shards/train"
@@ -59,30 +71,30 @@ def get_config(arg: str):
     c.train.eval_batches = 16
     c.train.checkpoint_every = max(1, c.train.steps // 10)
     c.export_hf = True
-    if role == "teacher":
+    if role == TEACHER:
         c.mode = "mlm"
         c.student.init = "random"
-        c.student.num_layers = 4
+        c.student.num_layers = TEACHER_LAYERS
         c.student.random.update(SHAPE)
     elif role in ("distil", "init_only", "distil_t1"):
         c.mode = "distil"
-        c.teacher.source = f"{run}/teacher"
+        c.teacher.source = f"{run}/{TEACHER}"
         c.student.init = "teacher"
-        c.student.num_layers = 2
+        c.student.num_layers = STUDENT_LAYERS
         if role == "init_only":
             c.loss.alpha_distil, c.loss.alpha_cosine, c.loss.alpha_mlm = 0.0, 0.0, 1.0
         if role == "distil_t1":
             c.loss.temperature = 1.0
     elif role == "distil_random":
         c.mode = "distil"
-        c.teacher.source = f"{run}/teacher"
+        c.teacher.source = f"{run}/{TEACHER}"
         c.student.init = "random"
-        c.student.num_layers = 2
+        c.student.num_layers = STUDENT_LAYERS
         c.student.random.update(SHAPE)
     else:  # scratch, untrained
         c.mode = "mlm"
         c.student.init = "random"
-        c.student.num_layers = 2
+        c.student.num_layers = STUDENT_LAYERS
         c.student.random.update(SHAPE)
         if role == "untrained":
             c.train.steps = 0

@@ -1,11 +1,12 @@
-"""Where models live on disk, and one function that loads a model from any of them.
+"""Models and train states on disk: Orbax checkpoints of a run, and one loader for any model.
 
 Three kinds of model directory exist in jaxdistil's world:
 - an HF checkpoint directory (config.json + model.safetensors / pytorch_model.bin), or a
   Hub name when online;
 - a *params checkpoint* written by `conversion/from_pytorch.py`: `config.json` (HF fields),
   `params/` (Orbax) and, optionally, the tokenizer files;
-- a *training workdir* written by `scripts/train.py` (see `jaxdistil.train`).
+- a *training workdir* written by `scripts/train.py` (`jaxdistil.workdir`), whose
+  `checkpoints/<step>/` hold the train state beside the data iterator's state.
 """
 
 from __future__ import annotations
@@ -16,14 +17,79 @@ import os
 import pathlib
 from typing import Any
 
+import grain
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from jaxdistil.config import ModelConfig
+from jaxdistil.convert import check_tokenizer, load_hf, params_to_state_dict, state_dict_to_params
+from jaxdistil.modeling import MaskedLM, param_shapes
+from jaxdistil.optim import TrainState
+from jaxdistil.tokenizer import load_tokenizer
+from jaxdistil.workdir import Workdir, is_training_workdir
 
 log = logging.getLogger(__name__)
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
+KEEP_EVERY_CHECKPOINT = 1_000_000  # a reader's manager must never delete what the trainer kept
+
+
+# --- the train state of a run ------------------------------------------------------------------
+
+
+def checkpoint_manager(workdir: str | os.PathLike, keep: int, create: bool = True) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(Workdir(workdir).checkpoints.resolve(), options=options)
+
+
+def save_train_state(manager: ocp.CheckpointManager, state: TrainState, data_iter: Any) -> None:
+    """The state and the grain iterator as one step; a step already on disk is left as it is
+    (e.g. SIGTERM right after a periodic save: Orbax refuses to overwrite a step)."""
+    step = int(jax.device_get(state.step))
+    if manager.latest_step() == step:
+        return
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.as_dict()),
+                                               data_iter=grain.checkpoint.CheckpointSave(data_iter)),
+                 force=True)
+    manager.wait_until_finished()
+
+
+def restore_train_state(manager: ocp.CheckpointManager, abstract_state: TrainState, data_iter: Any) -> TrainState:
+    """The latest step, laid out as `abstract_state` (shapes and shardings); `data_iter` moves to it."""
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state.as_dict()),
+        data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+    return TrainState(**restored["state"])
+
+
+def load_student_from_workdir(workdir: str | os.PathLike, step: int | None = None
+                              ) -> tuple[ModelConfig, dict, int]:
+    """The student `(config, params, step)` of a training workdir (latest step by default)."""
+    paths = Workdir(workdir)
+    if not paths.student_config.is_file() or not paths.checkpoints.is_dir():
+        raise FileNotFoundError(f"{paths.root} is not a jaxdistil training workdir "
+                                f"(no {paths.student_config.name} / {paths.checkpoints.name}/)")
+    config = ModelConfig.from_json_file(paths.student_config)
+    manager = checkpoint_manager(paths.root, keep=KEEP_EVERY_CHECKPOINT, create=False)
+    steps = manager.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"{paths.checkpoints} holds no checkpoint yet")
+    step = max(steps) if step is None else step
+    if step not in steps:
+        raise ValueError(f"no checkpoint for step {step} in {paths.root}; available: {sorted(steps)}")
+    abstract = param_shapes(MaskedLM(config))
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item={"params": abstract},
+            restore_args={"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)},
+            partial_restore=True)))
+    params = jax.tree.map(lambda x: np.asarray(x, np.float32), restored["state"]["params"])
+    return config, params, step
+
+
+# --- params checkpoints (conversion/from_pytorch.py) -------------------------------------------
 
 
 def is_params_checkpoint(path: str | os.PathLike) -> bool:
@@ -34,8 +100,6 @@ def is_params_checkpoint(path: str | os.PathLike) -> bool:
 def save_params_checkpoint(out_dir: str | os.PathLike, config: ModelConfig, params: Any,
                            tokenizer: Any = None) -> pathlib.Path:
     """Writes config.json + Orbax params (+ tokenizer) so JAX can reload without torch."""
-    import orbax.checkpoint as ocp
-
     out = pathlib.Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     checkpointer = ocp.StandardCheckpointer()
@@ -48,8 +112,6 @@ def save_params_checkpoint(out_dir: str | os.PathLike, config: ModelConfig, para
 
 
 def load_params_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    import orbax.checkpoint as ocp
-
     p = pathlib.Path(path).resolve()
     if not is_params_checkpoint(p):
         raise FileNotFoundError(f"{p} is not a jaxdistil params checkpoint (no {CONFIG_FILE} + {PARAMS_DIR}/)")
@@ -58,19 +120,13 @@ def load_params_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
         params = ocp.StandardCheckpointer().restore(p / PARAMS_DIR)
     except Exception as e:
         raise ValueError(f"could not read the Orbax params in {p / PARAMS_DIR}: {e}") from e
-    params = _as_numpy_fp32(params)
-    from jaxdistil.convert import params_to_state_dict, state_dict_to_params
-    from jaxdistil.modeling import MaskedLM, param_shapes
-
+    params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32), params)
     # Re-validate names and shapes against the config through the HF naming table.
     params = state_dict_to_params(params_to_state_dict(params), param_shapes(MaskedLM(config)))
     return config, params
 
 
-def _as_numpy_fp32(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _as_numpy_fp32(v) for k, v in tree.items()}
-    return np.asarray(tree, dtype=np.float32)
+# --- any model source ----------------------------------------------------------------------------
 
 
 def has_tokenizer(path: str | os.PathLike) -> bool:
@@ -80,14 +136,40 @@ def has_tokenizer(path: str | os.PathLike) -> bool:
 
 def load_model(source: str | os.PathLike) -> tuple[ModelConfig, dict]:
     """A masked-LM `(config, params)` from an HF dir / Hub name, params checkpoint or workdir."""
-    from jaxdistil.convert import load_hf
-
     path = pathlib.Path(source)
     if is_params_checkpoint(path):
         return load_params_checkpoint(path)
-    if path.is_dir() and (path / "checkpoints").is_dir():
-        from jaxdistil.train import load_student_from_workdir
-
+    if path.is_dir() and is_training_workdir(path):
         config, params, _ = load_student_from_workdir(path)
         return config, params
     return load_hf(source)
+
+
+def find_tokenizer(source: str | os.PathLike) -> str | None:
+    """Where a model's tokenizer files are: the directory itself (HF dir, params checkpoint)
+    or a workdir's `tokenizer/`; None when neither has them."""
+    for candidate in (pathlib.Path(source), Workdir(source).tokenizer):
+        if has_tokenizer(candidate):
+            return str(candidate)
+    return None
+
+
+def load_model_with_tokenizer(source: str, tokenizer: Any = None) -> tuple[tuple[ModelConfig, Any], Any]:
+    """`((config, params), tokenizer)` from any `load_model` source.
+
+    `tokenizer` is a loaded tokenizer, a tokenizer directory, or None for the model's own
+    files. A tokenizer that does not fit the model raises ValueError naming the model, since
+    ids from another vocabulary silently produce garbage.
+    """
+    if tokenizer is None:
+        tokenizer = find_tokenizer(source)
+        if tokenizer is None:
+            raise ValueError(f"{source} holds no tokenizer files: pass --tokenizer")
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer)
+    config, params = load_model(source)
+    try:
+        check_tokenizer(tokenizer, config)
+    except ValueError as error:
+        raise ValueError(f"model {source}: {error}") from None
+    return (config, params), tokenizer

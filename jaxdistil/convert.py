@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxdistil import modeling
 from jaxdistil.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -141,18 +142,6 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _module_for(config: ModelConfig, head: str, num_labels: int | None):
-    from jaxdistil import modeling
-
-    if head == "masked_lm":
-        return modeling.MaskedLM(config)
-    if head == "token_classification":
-        return modeling.TokenClassifier(config, num_labels)
-    if head == "sequence_classification":
-        return modeling.SequenceClassifier(config, num_labels)
-    raise ValueError(f"unknown head {head!r}; expected one of {sorted(HEAD_ARCHITECTURES)}")
-
-
 # --- reading HF checkpoints ---------------------------------------------------------------
 
 
@@ -233,9 +222,7 @@ def load_hf(path_or_model: Any, *, head: str = "masked_lm",
     config = ModelConfig.from_hf_dict(hf_dict)
     if head != "masked_lm" and num_labels is None:
         num_labels = len(hf_dict.get("id2label") or {}) or hf_dict.get("num_labels")
-    from jaxdistil.modeling import param_shapes
-
-    params = state_dict_to_params(state, param_shapes(_module_for(config, head, num_labels)))
+    params = state_dict_to_params(state, modeling.param_shapes(modeling.model_with_head(config, head, num_labels)))
     return config, params
 
 

@@ -23,7 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # label of a position no loss looks at (torch's `ignore_index` default)
 # torch's `cosine_embedding_loss` adds this to both squared norms (ATen `Loss.cpp`).
 COSINE_EMBEDDING_EPS = 1e-12
 
@@ -267,7 +267,7 @@ def fused_distillation_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`distillation_loss` of the logits `features @ embeddings.T + bias`, never materialised.
 
-    Takes each model's LM-head features (B, L, H) (`MaskedLM(..., decode=False).head_features`)
+    Takes each model's LM-head features (B, L, H) (`MaskedLM(..., compute_logits=False).head_features`)
     and its tied decoder (`modeling.decoder_params`) instead of logits; everything else, the
     result and the gradients are `distillation_loss`'s. The decoder is applied to `chunk_len`
     positions of every row at a time (L is padded up to a multiple). Gradients flow to the

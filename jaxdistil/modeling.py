@@ -10,6 +10,7 @@ softmaxes kept in fp32.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -34,7 +35,7 @@ class MaskedLMOutput:
     logits: Array | None  # (B, L, V), or (B, K, V) when `logit_positions` picks K positions per row
     hidden_states: tuple[Array, ...]
     # The LM head's input to the decoder (after dense → gelu → LayerNorm), (B, L, H); set when
-    # the model is called with `decode=False`, which skips the (B, L, V) projection.
+    # the model is called with `compute_logits=False`, which skips the (B, L, V) projection.
     head_features: Array | None = None
 
 
@@ -70,8 +71,8 @@ def _layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
 class Dropout(nn.Module):
     """Inverted dropout drawing 16 random bits per element instead of `nn.Dropout`'s 32.
 
-    Two elements share one 32-bit draw, which halves the random-bit work: with JAX's default
-    (partitionable threefry) PRNG, dropout was ~5 % of the CPU distillation step. The drop
+    Two elements share one 32-bit draw, which halves the random-bit work, a visible share of
+    the step with JAX's default (partitionable threefry) PRNG (docs/performance.md). The drop
     probability is `round(rate · 2**16) / 2**16`, within 8e-6 of `rate`. Uses the "dropout" RNG
     stream, as `nn.Dropout`.
     """
@@ -240,16 +241,16 @@ class LMHead(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, word_embeddings: Array, decode: bool = True):
-        """Logits (B, L, V) in fp32; with `decode=False` the decoder's input features instead."""
+    def __call__(self, x, word_embeddings: Array, compute_logits: bool = True):
+        """Logits (B, L, V) in fp32; with `compute_logits=False` the decoder's input features instead."""
         cfg = self.config
         h = _dense(cfg, cfg.hidden_size, self.dtype, "dense")(x)
         h = jax.nn.gelu(h, approximate=False)
         h = _layer_norm(cfg, "layer_norm")(h).astype(self.dtype)
         bias = self.param("bias", nn.initializers.zeros, (cfg.vocab_size,), jnp.float32)
-        if not decode:
+        if not compute_logits:
             if not cfg.tie_word_embeddings:
-                raise ValueError("decode=False needs a decoder tied to the word embeddings "
+                raise ValueError("compute_logits=False needs a decoder tied to the word embeddings "
                                  "(tie_word_embeddings=True, as CamemBERT)")
             return h
         if not cfg.tie_word_embeddings:
@@ -266,7 +267,7 @@ class MaskedLM(nn.Module):
 
     `logit_positions` (B, K) int, optional, computes the vocabulary projection only at those
     positions: with a 32k vocabulary the LM head dominates the FLOPs, and a distillation loss
-    restricted to masked tokens needs it at ~15 % of them. `decode=False` stops before the
+    restricted to masked tokens needs it at ~15 % of them. `compute_logits=False` stops before the
     projection and returns `.head_features` instead of `.logits`, for a loss that applies the
     tied decoder itself, chunk by chunk (`losses.fused_distillation_loss`, `decoder_params`).
     """
@@ -278,15 +279,15 @@ class MaskedLM(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True,
-                 logit_positions: Array | None = None, decode: bool = True):
+                 logit_positions: Array | None = None, compute_logits: bool = True):
         body = RobertaModel(self.config, self.dtype, self.attention_impl, self.remat, name="roberta")
         out = body(input_ids, attention_mask, token_type_ids, deterministic)
         features = out.last_hidden_state
         if logit_positions is not None:
             features = jnp.take_along_axis(features, logit_positions[..., None], axis=1)
         word_embeddings = body.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
-        head = LMHead(self.config, self.dtype, name="lm_head")(features, word_embeddings, decode)
-        if not decode:
+        head = LMHead(self.config, self.dtype, name="lm_head")(features, word_embeddings, compute_logits)
+        if not compute_logits:
             return MaskedLMOutput(logits=None, hidden_states=out.hidden_states, head_features=head)
         return MaskedLMOutput(logits=head, hidden_states=out.hidden_states)
 
@@ -301,18 +302,26 @@ def classifier_dropout(config: ModelConfig) -> float:
     return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
 
 
-class TokenClassifier(nn.Module):
-    """HF `CamembertForTokenClassification`: dropout → linear on every token."""
+class _ClassifierOnBody(nn.Module):
+    """A classification head on the `roberta` body (HF's `Camembert*Classification` models)."""
 
     config: ModelConfig
     num_labels: int
     dtype: Dtype = jnp.float32
 
+    def body_features(self, input_ids, attention_mask, token_type_ids, deterministic: bool) -> Array:
+        """The body's last hidden state (called from the subclass's compact `__call__`)."""
+        body = RobertaModel(self.config, self.dtype, name="roberta")
+        return body(input_ids, attention_mask, token_type_ids, deterministic).last_hidden_state
+
+
+class TokenClassifier(_ClassifierOnBody):
+    """HF `CamembertForTokenClassification`: dropout → linear on every token."""
+
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True):
-        out = RobertaModel(self.config, self.dtype, name="roberta")(
-            input_ids, attention_mask, token_type_ids, deterministic)
-        h = Dropout(classifier_dropout(self.config))(out.last_hidden_state, deterministic=deterministic)
+        h = self.body_features(input_ids, attention_mask, token_type_ids, deterministic)
+        h = Dropout(classifier_dropout(self.config))(h, deterministic=deterministic)
         return _dense(self.config, self.num_labels, jnp.float32, "classifier")(h)
 
 
@@ -331,19 +340,27 @@ class ClassificationHead(nn.Module):
         return _dense(self.config, self.num_labels, jnp.float32, "out_proj")(x)
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(_ClassifierOnBody):
     """HF `CamembertForSequenceClassification` (single texts and text pairs)."""
-
-    config: ModelConfig
-    num_labels: int
-    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True):
-        out = RobertaModel(self.config, self.dtype, name="roberta")(
-            input_ids, attention_mask, token_type_ids, deterministic)
-        return ClassificationHead(self.config, self.num_labels, name="classifier")(
-            out.last_hidden_state.astype(jnp.float32), deterministic)
+        h = self.body_features(input_ids, attention_mask, token_type_ids, deterministic)
+        return ClassificationHead(self.config, self.num_labels, name="classifier")(h.astype(jnp.float32), deterministic)
+
+
+HEADS = ("masked_lm", "token_classification", "sequence_classification")
+
+
+def model_with_head(config: ModelConfig, head: str, num_labels: int | None = None) -> nn.Module:
+    """The module for one of `HEADS` (the keys of `convert.HEAD_ARCHITECTURES`)."""
+    if head == "masked_lm":
+        return MaskedLM(config)
+    if head == "token_classification":
+        return TokenClassifier(config, num_labels)
+    if head == "sequence_classification":
+        return SequenceClassifier(config, num_labels)
+    raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
 
 
 def init_params(module: nn.Module, rng: Array, seq_len: int = 8) -> dict:
@@ -358,3 +375,7 @@ def init_params(module: nn.Module, rng: Array, seq_len: int = 8) -> dict:
 def param_shapes(module: nn.Module) -> dict:
     """The parameter tree as `ShapeDtypeStruct`s, computed without allocating anything."""
     return jax.eval_shape(lambda r: init_params(module, r), jax.random.key(0))
+
+
+def count_params(params: Any) -> int:
+    return int(sum(math.prod(jax.numpy.shape(x)) for x in jax.tree.leaves(params)))

@@ -5,6 +5,7 @@ where the DistilCamemBERT paper (Delestre & Amar, CAp 2022) is silent.
 """
 
 from ml_collections import ConfigDict
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser  # what DEFINE_config_file parses with
 
 
 def base() -> ConfigDict:
@@ -82,14 +83,15 @@ def base() -> ConfigDict:
     # fused (flash) attention on NVIDIA GPUs, "xla" for the plain einsum-softmax-einsum.
     c.train.attention_impl = None
     # JAX PRNG for masking and dropout: None keeps threefry (the same bits on every backend); "rbg" or
-    # "unsafe_rbg" use XLA's RngBitGenerator (with cuDNN attention, 3 % faster on an H200, 6 % slower
-    # on CPU: docs/performance.md). Fixed for the life of a run.
+    # "unsafe_rbg" use XLA's RngBitGenerator (faster on GPU with cuDNN attention, slower on CPU:
+    # docs/performance.md). Fixed for the life of a run.
     c.train.prng_impl = None
-    # The LM head's decoder and the KL + CE applied chunk by chunk, this many positions per device
-    # at a time, without ever materialising (B, L, V) logits (losses.fused_distillation_loss): the
-    # same loss and gradients, 1.1-1.2x faster on CPU, as fast on an H200, much less memory. 0 turns
-    # it off (full logits). Used only when the decoders are tied to the word embeddings.
-    c.train.fused_head_chunk = 256
+    # Positions of every sequence decoded per chunk by the fused LM head + KL + CE
+    # (losses.fused_distillation_loss), which never materialises the (B, L, V) logits: the same loss
+    # and gradients with far less memory traffic (docs/performance.md). A divisor of data.seq_len
+    # avoids padding. 0 computes the full logits. Used only when the decoders are tied to the word
+    # embeddings (CamemBERT's).
+    c.train.fused_head_chunk_len = 16
     c.train.log_every = 10
     c.train.eval_every = 500
     c.train.eval_batches = 20
@@ -97,3 +99,9 @@ def base() -> ConfigDict:
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
     return c
+
+
+def load_config(spec: str):
+    """`get_config(arg)` of `configs/x.py[:arg]`, loaded exactly as scripts/train.py's --config flag
+    loads it (ml_collections' config-file parser), unlocked so callers may override fields."""
+    return ConfigFileFlagParser("config", lock_config=False).parse(spec)

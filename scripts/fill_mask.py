@@ -15,29 +15,29 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jaxdistil.cli import fail
-from jaxdistil.evaluate.common import argument_parser, format_table, load_model_with_tokenizer
+from jaxdistil import cli
+from jaxdistil.checkpoint import load_model_with_tokenizer
+from jaxdistil.evaluate.mlm import FILL_MASK_TOP_K, fill_mask
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argument_parser(__doc__)
+    parser = cli.parser(__doc__)
     parser.add_argument("text", help="text with one or more <mask> tokens")
     parser.add_argument("--model", required=True, help="HF dir / Hub name, params checkpoint or workdir")
-    parser.add_argument("--tokenizer", help="tokenizer dir (default: the model's own)")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--tokenizer", help="tokenizer dir (none: the model's own)")
+    parser.add_argument("--top-k", type=int, default=FILL_MASK_TOP_K, help="proposals per mask")
     parser.add_argument("--json", action="store_true", help="print the pipeline-shaped JSON answer")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    cli.setup_logging()
     args = parse_args(argv)
     try:
-        from jaxdistil.evaluate.mlm import fill_mask
-
         model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
         answer = fill_mask(model, tokenizer, args.text, top_k=args.top_k)
     except (FileNotFoundError, ValueError, OSError) as error:
-        return fail(error)
+        return cli.fail(error)
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index, proposals in enumerate(per_mask):
         if len(per_mask) > 1:
             print(f"mask {index + 1}:")
-        print(format_table(proposals, ["token_str", "score", "token", "sequence"]))
+        print(cli.format_table(proposals, ["token_str", "score", "token", "sequence"]))
     return 0
 
 

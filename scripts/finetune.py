@@ -1,4 +1,4 @@
-"""Fine-tune a masked LM on NER, POS tagging or text(-pair) classification, over several seeds.
+r"""Fine-tune a masked LM on NER, POS tagging or text(-pair) classification, over several seeds.
 
 Prints each seed's dev/test metrics and their mean ± std, writes OUT/results.json, and with
 --export saves the best seed's model as an HF directory (CamembertFor{Token,Sequence}-
@@ -29,62 +29,76 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from jaxdistil.cli import fail
+from jaxdistil import cli
+from jaxdistil.checkpoint import load_model_with_tokenizer
 from jaxdistil.evaluate import finetune as ft
-from jaxdistil.evaluate import readers
-from jaxdistil.evaluate.common import argument_parser, format_table, load_model_with_tokenizer
+from jaxdistil.evaluate import readers, tasks
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = ft.FinetuneConfig()
-    parser = argument_parser(__doc__)
-    parser.add_argument("--model", required=True, help="HF dir / Hub name, params checkpoint or training workdir")
-    parser.add_argument("--tokenizer", help="tokenizer dir (default: the model's own)")
-    parser.add_argument("--task", choices=sorted(ft.TASKS), help="ner | pos | cls")
-    parser.add_argument(
+    parser = cli.parser(__doc__)
+    data = parser.add_argument_group("data (local files with --task, or --hf-task)")
+    data.add_argument("--task", choices=sorted(tasks.TASKS), help="ner | pos | cls, read from --train/--dev/--test")
+    data.add_argument(
         "--hf-task",
         choices=sorted(readers.HF_TASKS),
         help="a classification task from the HF Hub (train/validation/test splits; online)",
     )
-    parser.add_argument("--train", help="training file")
-    parser.add_argument("--dev", help="dev file (model selection, early stopping)")
-    parser.add_argument("--test", action="append", default=[], help="test file (repeatable)")
-    parser.add_argument(
+    data.add_argument("--train", help="training file")
+    data.add_argument("--dev", help="dev file (model selection, early stopping)")
+    data.add_argument("--test", action="append", default=[], help="test file (repeatable)")
+    data.add_argument(
         "--format",
         default="auto",
         choices=("auto", *readers.TAGGED_FORMATS),
-        help="tagged-file format for ner/pos",
+        help="tagged-file format for ner/pos ('auto' guesses it from the first lines)",
     )
-    parser.add_argument("--text-column", default="sentence", help="cls .tsv/.jsonl text field")
-    parser.add_argument("--pair-column", help="cls second-text field (pair tasks)")
-    parser.add_argument("--label-column", default="label", help="cls label field")
+    data.add_argument("--text-column", default=readers.TEXT_COLUMN, help="cls .tsv/.jsonl text field")
+    data.add_argument("--pair-column", help="cls second-text field (pair tasks; none: single texts)")
+    data.add_argument("--label-column", default=readers.LABEL_COLUMN, help="cls label field")
+    parser.add_argument("--model", required=True, help="HF dir / Hub name, params checkpoint or training workdir")
+    parser.add_argument("--tokenizer", help="tokenizer dir (none: the model's own)")
     parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for results.json")
-    parser.add_argument("--export", type=pathlib.Path, help="save the best seed's model here (HF format)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--max-length", type=int, default=defaults.max_length)
-    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
-    parser.add_argument("--max-eval-examples", type=int, help="use only the first N of dev and each test")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--export", type=pathlib.Path, help="save the best seed's model here (HF format; none: not saved)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[defaults.seed], help="one run per seed")
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="peak learning rate")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs to train")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training examples per step")
+    parser.add_argument(
+        "--max-length", type=int, default=defaults.max_length, help="sub-tokens per example, <s> and </s> included"
+    )
+    parser.add_argument(
+        "--warmup-ratio", type=float, default=defaults.warmup_ratio, help="fraction of all steps spent warming up"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="AdamW decay (not on biases, LayerNorm)"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=defaults.patience, help="stop after this many epochs without a dev gain"
+    )
+    parser.add_argument("--max-train-examples", type=int, help="use only the first N training examples (none: all)")
+    parser.add_argument("--max-eval-examples", type=int, help="use only the first N of dev and each test (none: all)")
+    return parser.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The data options that only make sense together."""
     if bool(args.hf_task) == bool(args.task):
-        parser.error("give exactly one of --task (with --train/--dev/--test files) or --hf-task")
+        raise ValueError("give exactly one of --task (with --train/--dev/--test files) or --hf-task")
     if args.task and not (args.train and args.dev):
-        parser.error("--task needs --train and --dev (and usually --test)")
-    return args
+        raise ValueError("--task needs --train and --dev (and usually --test)")
 
 
-def load_splits(args: argparse.Namespace) -> tuple[str, ft.Split, ft.Split, list[ft.Split]]:
+def load_splits(args: argparse.Namespace) -> tuple[str, tasks.Split, tasks.Split, list[tasks.Split]]:
     """(task, train, dev, tests) from local files or an HF Hub task."""
     if args.hf_task:
-        train, dev, test = ft.hf_task_splits(args.hf_task)
+        train, dev, test = tasks.hf_task_splits(args.hf_task)
         return "cls", train, dev, [test]
     columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
-    read = functools.partial(ft.read_split, task=args.task, fmt=args.format, **columns)
+    read = functools.partial(tasks.read_split, task=args.task, fmt=args.format, **columns)
     return args.task, read(args.train), read(args.dev), [read(p) for p in args.test]
 
 
@@ -110,8 +124,10 @@ def summary_rows(summary: dict) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    cli.setup_logging()
     args = parse_args(argv)
     try:
+        check_args(args)
         model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
         task, train, dev, tests = load_splits(args)
         cfg = ft.FinetuneConfig(
@@ -134,10 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export:
             ft.export_hf(best, str(args.export), tokenizer)
     except (FileNotFoundError, ValueError, OSError, FloatingPointError) as error:
-        return fail(error)
+        return cli.fail(error)
 
     columns = ["seed", "split", *results[0].metrics["dev"]]
-    print(format_table(seed_rows(results) + summary_rows(summary), columns))
+    print(cli.format_table(seed_rows(results) + summary_rows(summary), columns))
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "model": args.model,

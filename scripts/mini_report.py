@@ -2,19 +2,21 @@
 
     python scripts/mini_report.py --run runs/mini --out docs/results.md
 
-Reads RUN's outputs — {teacher,distil,scratch}/{run_config.json,metrics.jsonl}, eval/mlm.json,
-ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, timings.tsv, commands.tsv, invocations.tsv, NOTES.md
-(optional, quoted as is) — and
-writes one table (params, held-out MLM accuracy and perplexity, POS accuracy on Sequoia/GSD test,
-NER F1 on WikiNEuRal test/Europeana as mean ± std over seeds, sequences/s), the share of the
-teacher each student retains, the training runs, the exact commands and stage timings, and the
-training curves as a PNG beside the markdown (OUT_STEM_curves.png). It says plainly when the runs
-were smaller than the full miniature reproduction or stopped early. Missing outputs show as "–".
+Reads RUN/manifest.json (written by scripts/reproduce_mini.sh through scripts/mini_manifest.py:
+the roles and ablations of configs/mini.py, the knobs of the last invocation and the script's
+defaults, where the records are) and RUN's outputs — ROLE/{run_config.json,student_config.json,
+metrics.jsonl}, eval/mlm*.json, ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, the stage timings,
+commands and invocations, NOTES.md (optional, quoted as is) — and writes one table (params,
+held-out MLM accuracy and perplexity, POS accuracy on Sequoia/GSD test, NER F1 on WikiNEuRal
+test/Europeana as mean ± std over seeds, sequences/s), the share of the teacher each student
+retains, the ablations, the training runs, the exact commands and stage timings, and the training
+curves as a PNG beside the markdown (OUT_STEM_curves.png). It says plainly when the runs were
+smaller than the full miniature reproduction (the plan at the script's defaults) or stopped
+early. Missing outputs show as "–".
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
 import json
@@ -25,20 +27,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-ROLES = {"teacher": "teacher (4 × 256)", "distil": "distilled student (2 × 256)",
-         "scratch": "scratch student (2 × 256)"}
-STUDENTS = ("distil", "scratch")
-# One change each to the distilled student (configs/mini.py, reproduce_mini.sh's ABLATIONS): issue #6's
-# "investigate (loss weights, T, init, budget)". Reported under "Investigation" when present.
-ABLATIONS = {
-    "init_only": "teacher-layer init, MLM loss only (weights 0 / 0 / 1)",
-    "distil_random": "random init, distillation loss 0.5 / 0.3 / 0.2, T = 2",
-    "distil_t1": "teacher-layer init, distillation loss, T = 1",
-    "untrained": "random init, no pre-training at all (fine-tuning only)",
-}
-# The full miniature reproduction (scripts/reproduce_mini.sh defaults, configs/mini.py).
-FULL = {"teacher_steps": 1500, "steps": 600, "batch_size": 32, "seq_len": 128, "ft_seeds": 3, "ft_epochs": 3,
-        "ft_max_train": 1000}
+import mini_manifest  # scripts/, beside this file
+
+from jaxdistil import cli
+from jaxdistil.workdir import Workdir
+
 # (column, task, substring of the test file's path, metric)
 TEST_COLUMNS = (
     ("POS acc Sequoia test", "pos", "fr_sequoia-ud-test", "accuracy"),
@@ -107,21 +100,37 @@ def headline_speed(speed: dict[str, Any]) -> dict[str, Any]:
     return max((r for r in rows if r["framework"] == framework), key=lambda r: (r["batch"], r["length"]))
 
 
+def model_name(label: str, model_config: dict[str, Any] | None) -> str:
+    """'teacher (4 × 256)': the label with the layers and width the run was built with."""
+    if model_config is None:
+        return label
+    return f"{label} ({model_config['num_hidden_layers']} × {model_config['hidden_size']})"
+
+
 def load_run(run: pathlib.Path) -> dict[str, Any]:
     """Everything the report needs, with None where an output is missing."""
-    out: dict[str, Any] = {"run": run, "train": {}, "ft": {}, "speed": {}}
-    out["ablations"] = [r for r in ABLATIONS if (run / r).is_dir() or (run / "eval" / f"mlm_{r}.json").is_file()]
-    for role in (*ROLES, *out["ablations"]):
+    manifest = mini_manifest.read(run)
+    roles, teacher = list(manifest["roles"]), manifest["teacher"]
+    out: dict[str, Any] = {"run": run, "manifest": manifest, "roles": roles, "teacher": teacher,
+                           "students": [r for r in roles if r != teacher], "train": {}, "ft": {}, "speed": {}}
+    # Every ablation with outputs, whichever invocation ran it, in configs/mini.py's order.
+    out["ablations"] = [r for r in manifest["ablations"]
+                        if (run / r).is_dir() or (run / "eval" / f"mlm_{r}.json").is_file()]
+    for role in (*roles, *out["ablations"]):
+        workdir = Workdir(run / role)
         out["train"][role] = {
-            "config": read_json(run / role / "run_config.json"),
-            "metrics": read_metrics(run / role / "metrics.jsonl"),
-            "exported": (run / role / "hf" / "model.safetensors").is_file(),
+            "config": read_json(workdir.run_config),
+            "model_config": read_json(workdir.student_config),
+            "metrics": read_metrics(workdir.metrics),
+            "exported": (workdir.hf_export / "model.safetensors").is_file(),
         }
         for task in ("pos", "ner"):
             results = read_json(run / "ft" / f"{task}_{role}" / "results.json")
-            if role in ROLES or results is not None:
+            if role in roles or results is not None:
                 out["ft"][task, role] = results
-    for role in STUDENTS:
+    out["names"] = {role: model_name(manifest["roles"][role]["label"], out["train"][role]["model_config"])
+                    for role in roles}
+    for role in out["students"]:
         out["speed"][role] = read_speed(run / "speed" / f"{role}.log")
     mlm = read_json(run / "eval" / "mlm.json")
     out["mlm_meta"] = mlm
@@ -129,11 +138,10 @@ def load_run(run: pathlib.Path) -> dict[str, Any]:
     ablation_evals = [read_json(run / "eval" / f"mlm_{r}.json") for r in out["ablations"]]
     for evaluation in (mlm, *ablation_evals):  # the main evaluation's teacher row is the one kept
         for row in (evaluation or {}).get("rows", []):
-            role = "teacher" if row["role"] == "teacher" else pathlib.Path(row["model"]).parent.name
+            role = teacher if row["role"] == "teacher" else pathlib.Path(row["model"]).parent.name
             out["mlm"].setdefault(role, row)
-    out["timings"] = read_tsv(run / "timings.tsv")
-    out["commands"] = read_tsv(run / "commands.tsv")
-    out["invocations"] = read_tsv(run / "invocations.tsv")
+    for record in ("timings", "commands", "invocations"):
+        out[record] = read_tsv(run / manifest["records"][record])
     notes = run / "NOTES.md"  # what a person running the chain wants said (an extended run, a restart)
     out["notes"] = notes.read_text(encoding="utf-8") if notes.is_file() else ""
     return out
@@ -159,40 +167,47 @@ def model_values(data: dict[str, Any], role: str) -> dict[str, Any]:
                               "mlm_ppl": mlm.get("perplexity")}
     for column, task, part, metric in TEST_COLUMNS:
         values[column] = test_score(data["ft"].get((task, role)), part, metric)
-    speed = data["speed"].get("distil" if role == "teacher" else role)
+    is_teacher = role == data["teacher"]
+    speed = data["speed"].get(data["students"][0] if is_teacher else role)  # the teacher: beside the first student
     values["speed"] = None
     if speed:
         row = headline_speed(speed)
-        values["speed"] = row["teacher" if role == "teacher" else "student"]
+        values["speed"] = row["teacher" if is_teacher else "student"]
     return values
 
 
 def size_notes(data: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(ways the runs are smaller than the full miniature reproduction, ways they stopped early)."""
+    """(ways the runs are smaller than the full miniature reproduction, ways they stopped early).
+
+    Full size is the manifest's plan at reproduce_mini.sh's defaults.
+    """
     smaller, short = [], []
-    for role in ROLES:
+    full = data["manifest"]["full"]
+    for role in data["roles"]:
         train = data["train"][role]
         config = train["config"]
         if config is None:
-            short.append(f"{role}: not trained (no {role}/run_config.json)")
+            short.append(f"{role}: not trained (no {Workdir(role).run_config})")
             continue
         steps, batch, seq = config["train"]["steps"], config["train"]["batch_size"], config["data"]["seq_len"]
-        full_steps = FULL["teacher_steps"] if role == "teacher" else FULL["steps"]
-        if steps < full_steps or batch < FULL["batch_size"] or seq < FULL["seq_len"]:
+        planned = full["train"][role]
+        if steps < planned["steps"] or batch < planned["batch_size"] or seq < planned["seq_len"]:
             smaller.append(f"{role}: {steps} steps of {batch} × {seq} tokens "
-                           f"(full: {full_steps} steps of {FULL['batch_size']} × {FULL['seq_len']})")
+                           f"(full: {planned['steps']} steps of {planned['batch_size']} × {planned['seq_len']})")
         reached = max(train["metrics"], default=0)
         if reached < steps or not train["exported"]:
             short.append(f"{role}: stopped at step {reached} of {steps}"
                          + ("" if train["exported"] else " (no HF export)"))
     ft_configs = {k: v["config"] for k, v in data["ft"].items() if v}
+    full_ft = full["finetune"]
     for (task, role), cfg in sorted(ft_configs.items()):
         issues = []
-        if len(cfg["seed"]) < FULL["ft_seeds"]:
+        if len(cfg["seed"]) < len(full_ft["seeds"]):
             issues.append(f"{len(cfg['seed'])} seed(s)")
-        if cfg["epochs"] < FULL["ft_epochs"]:
+        if cfg["epochs"] < full_ft["epochs"]:
             issues.append(f"{cfg['epochs']} epoch(s)")
-        if cfg["max_train_examples"] is not None and cfg["max_train_examples"] < FULL["ft_max_train"]:
+        examples, full_examples = cfg["max_train_examples"], full_ft["max_train_examples"]
+        if examples is not None and (full_examples is None or examples < full_examples):
             issues.append(f"{cfg['max_train_examples']} training examples")
         if issues:
             smaller.append(f"{task.upper()} fine-tuning of {role}: " + ", ".join(issues))
@@ -230,34 +245,34 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def results_section(data: dict[str, Any]) -> list[str]:
-    values = {role: model_values(data, role) for role in ROLES}
-    speed = data["speed"].get("distil")
+    values = {role: model_values(data, role) for role in data["roles"]}
+    speed = data["speed"].get(data["students"][0])
     speed_label = "seq/s"
     if speed:
         h = headline_speed(speed)
         speed_label = f"seq/s ({h['framework']}, {h['batch']}×{h['length']})"
     header = ["model", "params", "MLM acc %", "MLM ppl", *(c for c, *_ in TEST_COLUMNS), speed_label]
     rows = []
-    for role, name in ROLES.items():
+    for role in data["roles"]:
         v = values[role]
         rows.append([
-            name,
+            data["names"][role],
             DASH if v["params"] is None else f"{v['params'] / 1e6:.2f} M",
             pct(v["mlm_acc"]),
             DASH if v["mlm_ppl"] is None else f"{v['mlm_ppl']:.1f}",
             *(mean_std(v[c]) for c, *_ in TEST_COLUMNS),
             DASH if v["speed"] is None else f"{v['speed']:.1f}",
         ])
-    teacher = values["teacher"]
+    teacher = values[data["teacher"]]
 
     def mean(score):
         return None if score is None else score["mean"]
 
     retained_rows = []
-    for role in STUDENTS:
+    for role in data["students"]:
         v = values[role]
         retained_rows.append([
-            ROLES[role],
+            data["names"][role],
             ratio(v["params"], teacher["params"]),
             ratio(v["mlm_acc"], teacher["mlm_acc"]),
             *(ratio(mean(v[c]), mean(teacher[c])) for c, *_ in TEST_COLUMNS),
@@ -294,10 +309,12 @@ def investigation_section(data: dict[str, Any]) -> list[str]:
     """The ablations beside the distilled and scratch students: which ingredient does what."""
     if not data["ablations"]:
         return []
-    described = {"distil": "teacher-layer init, distillation loss 0.5 / 0.3 / 0.2, T = 2 (the recipe)",
-                 **{r: ABLATIONS[r] for r in data["ablations"]},
-                 "scratch": "random init, MLM loss only"}
-    teacher = model_values(data, "teacher")
+    manifest = data["manifest"]
+    recipe, *others = data["students"]  # the distilled student first, the other students last
+    described = {recipe: manifest["roles"][recipe]["description"],
+                 **{r: manifest["ablations"][r] for r in data["ablations"]},
+                 **{r: manifest["roles"][r]["description"] for r in others}}
+    teacher = model_values(data, data["teacher"])
     rows, retained = [], []
     for role, what in described.items():
         v = model_values(data, role)
@@ -324,10 +341,10 @@ def agreement_section(data: dict[str, Any]) -> list[str]:
     if not data["mlm"]:
         return []
     rows = []
-    for role, name in ROLES.items():
+    for role in data["roles"]:
         row = data["mlm"].get(role)
         if row:
-            rows.append([name, f"{row['loss']:.4f}", f"{row['perplexity']:.2f}", pct(row["accuracy"]),
+            rows.append([data["names"][role], f"{row['loss']:.4f}", f"{row['perplexity']:.2f}", pct(row["accuracy"]),
                          pct(row.get("agreement")), DASH if row.get("kl") is None else f"{row['kl']:.4f}"])
     return ["## Held-out masked LM", "",
             markdown_table(["model", "loss", "perplexity", "accuracy %", "top-1 agreement with teacher %",
@@ -336,7 +353,8 @@ def agreement_section(data: dict[str, Any]) -> list[str]:
 
 def training_section(data: dict[str, Any], curves: str | None) -> list[str]:
     rows = []
-    for role, name in ROLES.items():
+    for role in data["roles"]:
+        name = data["names"][role]
         train = data["train"][role]
         config, metrics = train["config"], train["metrics"]
         if config is None:
@@ -365,10 +383,10 @@ def training_section(data: dict[str, Any], curves: str | None) -> list[str]:
 
 def speed_section(data: dict[str, Any]) -> list[str]:
     rows = []
-    for role in STUDENTS:
+    for role in data["students"]:
         speed = data["speed"].get(role)
         for r in (speed or {}).get("rows", []):
-            rows.append([ROLES[role], r["framework"], f"{r['batch']}×{r['length']}", f"{r['teacher']:.1f}",
+            rows.append([data["names"][role], r["framework"], f"{r['batch']}×{r['length']}", f"{r['teacher']:.1f}",
                          f"{r['student']:.1f}", f"{r['student'] / r['teacher']:.2f} ×"])
     if not rows:
         return []
@@ -417,7 +435,7 @@ def timings_section(data: dict[str, Any]) -> list[str]:
 
 def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
     """loss/total, loss/mlm and eval MLM loss vs step for every run; False if nothing to plot."""
-    import matplotlib
+    import matplotlib  # a dev extra, imported only when a report is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -428,7 +446,7 @@ def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
     plotted = False
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for role, name in {**ROLES, **{r: f"ablation {r}" for r in data["ablations"]}}.items():
+        for role, name in {**data["names"], **{r: f"ablation {r}" for r in data["ablations"]}}.items():
             points = [(s, m[key]) for s, m in data["train"][role]["metrics"].items() if key in m]
             if points:
                 steps, values = zip(*points, strict=True)
@@ -446,13 +464,23 @@ def plot_curves(data: dict[str, Any], path: pathlib.Path) -> bool:
     return plotted
 
 
+def model_size(data: dict[str, Any], role: str, field: str) -> str:
+    """One field of the model a run built (its student_config.json), '?' before the run started."""
+    model_config = data["train"][role]["model_config"]
+    return "?" if model_config is None else str(model_config[field])
+
+
 def render(data: dict[str, Any], curves: str | None) -> str:
     smaller, short = size_notes(data)
+    teacher, student = data["teacher"], data["students"][0]
+    teacher_layers, width = (model_size(data, teacher, f) for f in ("num_hidden_layers", "hidden_size"))
+    student_layers = model_size(data, student, "num_hidden_layers")
     lines = ["# Miniature DistilCamemBERT reproduction", "",
-             "A 4-layer × 256 CamemBERT-shaped teacher pre-trained with MLM on French novels, a 2-layer student "
-             "distilled from it (layers copied from the teacher, 0.5·KL + 0.3·cosine + 0.2·MLM, T = 2) and the "
-             "same 2-layer student trained from scratch with MLM only for the same steps (DistilBERT's "
-             "ablation); all three fine-tuned on POS and NER with the same seeds and budget. Generated by "
+             f"A {teacher_layers}-layer × {width} CamemBERT-shaped teacher pre-trained with MLM on French novels, "
+             f"a {student_layers}-layer student distilled from it (layers copied from the teacher, 0.5·KL + "
+             f"0.3·cosine + 0.2·MLM, T = 2) and the same {student_layers}-layer student trained from scratch with "
+             "MLM only for the same steps (DistilBERT's ablation); all three fine-tuned on POS and NER with the "
+             "same seeds and budget. Generated by "
              f"`scripts/mini_report.py` from `{data['run']}`; produced by `scripts/reproduce_mini.sh` (issue #6). "
              "Compare teacher and students here with each other, never with the paper's full-scale numbers.", ""]
     if smaller:
@@ -478,22 +506,24 @@ def render(data: dict[str, Any], curves: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, type=pathlib.Path, help="the RUN directory of reproduce_mini.sh")
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="markdown file to write")
+    cli.setup_logging()
+    parser = cli.parser(__doc__)
+    parser.add_argument("--run", required=True, type=pathlib.Path,
+                        help="the RUN directory of scripts/reproduce_mini.sh (with its manifest.json)")
+    parser.add_argument("--out", required=True, type=pathlib.Path,
+                        help="markdown file to write; the training curves go beside it as OUT_STEM_curves.png")
     args = parser.parse_args(argv)
     if not args.run.is_dir():
-        print(f"error: no run directory {args.run}", file=sys.stderr)
-        return 2
+        return cli.fail(f"no run directory {args.run}")
     try:
         data = load_run(args.run)
         curves_path = args.out.with_name(f"{args.out.stem}_curves.png")
         curves = curves_path.name if plot_curves(data, curves_path) else None
         text = render(data, curves)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
+    except KeyError as error:
+        return cli.fail(f"{args.run}: an output or the manifest lacks the field {error}")
+    except (OSError, ValueError) as error:
+        return cli.fail(error)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}" + (f" and {curves_path}" if curves else " (no training curves to plot)"))

@@ -1,4 +1,4 @@
-"""Tokenise a text corpus once into packed token shards for MLM distillation.
+r"""Tokenise a text corpus once into packed token shards for MLM distillation.
 
 Writes OUT/train (and OUT/eval with --holdout-files) — int32 .npy shards of
 `<s> ... </s>` blocks, token_counts.npy and meta.json — read back by
@@ -12,7 +12,6 @@ Writes OUT/train (and OUT/eval with --holdout-files) — int32 .npy shards of
 from __future__ import annotations
 
 import argparse
-import logging
 import pathlib
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from jaxdistil import cli
 from jaxdistil.data import corpus
 from jaxdistil.data.tokenize import (
     ShardMeta,
@@ -30,7 +30,7 @@ from jaxdistil.tokenizer import load_tokenizer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     source = parser.add_argument_group("input (local files, or an HF dataset)")
     source.add_argument(
         "--input",
@@ -40,13 +40,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=".txt (one document per line) / .jsonl files, directories, globs",
     )
     source.add_argument("--text-field", default="text", help="text field of .jsonl / HF records")
-    source.add_argument("--hf-dataset", help="HF dataset name, streamed (needs the network)")
-    source.add_argument("--hf-config", help="HF dataset config, e.g. unshuffled_deduplicated_fr")
+    source.add_argument("--hf-dataset", help="HF dataset name, streamed (needs the network); "
+                        "give it or --input")
+    source.add_argument("--hf-config", help="HF dataset config, e.g. unshuffled_deduplicated_fr (default: none)")
     source.add_argument("--hf-split", default="train", help="HF dataset split")
-    parser.add_argument("--tokenizer", required=True, help="HF fast tokenizer dir or name")
-    parser.add_argument("--seq-len", type=int, required=True, help="block length, with <s> </s>")
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
-    parser.add_argument("--max-docs", type=int, help="stop after this many documents per split")
+    parser.add_argument("--tokenizer", required=True, help="HF fast tokenizer dir or name (required)")
+    parser.add_argument("--seq-len", type=int, required=True, help="block length, with <s> </s> (required)")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="output directory (required)")
+    parser.add_argument("--max-docs", type=int, help="stop after this many documents per split (default: all)")
     parser.add_argument(
         "--holdout-files",
         type=int,
@@ -67,7 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-remainder", action="store_true", help="pad the final partial block instead of dropping it"
     )
-    parser.add_argument("--blocks-per-shard", type=int, default=65536)
+    parser.add_argument("--blocks-per-shard", type=int, default=65536, help="blocks in each .npy shard file")
     parser.add_argument("--overwrite", action="store_true", help="replace existing shards")
     args = parser.parse_args(argv)
     if bool(args.input) == bool(args.hf_dataset):
@@ -134,7 +135,7 @@ def summary(split: str, meta: ShardMeta, stats: corpus.CorpusStats, files) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     lines = []
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them
@@ -143,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meta, stats = write_split(args, tokenizer, split, files)
                 lines.append(summary(split, meta, stats, files))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as e:
-        print(f"prepare_data: error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     print("\n".join(lines + [f"shards in {args.out}"]))
     return 0
 

@@ -12,66 +12,58 @@
 # so re-running the same command after an interruption resumes where it stopped (a training stage
 # resumes from its last checkpoint by itself; SIGINT/SIGTERM reach it so it checkpoints first).
 # Delete a marker (and the stage's output) to redo a stage. Wall times go to RUN/timings.tsv, the
-# exact commands to RUN/commands.tsv, the knobs of each invocation to RUN/invocations.tsv.
+# exact commands to RUN/commands.tsv, the knobs of each invocation to RUN/invocations.tsv, and the
+# plan of the last one (its knobs, the defaults below, configs/mini.py's roles and ablations) to
+# RUN/manifest.json (scripts/mini_manifest.py), which the report reads.
 #
-# Knobs (environment; relative paths are taken from the repository root):
-#   RUN=runs/mini  DATA=../shared/data  PYTHON=.venv/bin/python  REPORT=docs/results.md
-#   STEPS=600             training steps of each student (distilled and scratch: the same budget)
-#   TEACHER_STEPS=1500    training steps of the teacher (≈ 2.4 s/step on 2 idle CPU cores); raising it
-#                         on an interrupted teacher resumes it from its last checkpoint (longer schedule)
-#   VOCAB=8000 NOVELS='*.txt' HOLDOUT=6 SEED=0 SEQ_LEN=128
-#                         tokenizer size, which fr_novels files (a glob), how many whole novels are
-#                         held out for evaluation, the split seed, the block length
-#   TRAIN_OVERRIDES=''    extra flags for all three training runs, e.g. '--config.train.batch_size=8'
-#   EVAL_BLOCKS=2000      held-out blocks for the MLM evaluation
-#   FT_SEEDS='0 1 2' FT_EPOCHS=3 FT_MAX_TRAIN=1000 FT_MAX_EVAL=2000 FT_EXTRA='--max-length 64 --lr 5e-4'
-#                         fine-tuning seeds and budget (FT_MAX_*='' = whole files); FT_EXTRA is passed
-#                         to scripts/finetune.py as is, e.g. '--max-length 64 --batch-size 8'
-#   BENCH_SETTINGS='1xSEQ_LEN 32xSEQ_LEN' BENCH_FRAMEWORKS='jax torch' BENCH_EXTRA=''
-#                         benchmarks/inference.py settings, frameworks, extra flags ('--repeats 3')
-#   ABLATIONS=''          extra students run after the main chain, each one change to the distilled
-#                         student (configs/mini.py): init_only distil_random distil_t1 untrained; each is
-#                         trained for STEPS, evaluated on held-out MLM and fine-tuned like the others,
-#                         and reported under "Investigation" (e.g. ABLATIONS='init_only untrained')
+# The roles, the ablations and the model sizes are configs/mini.py's; each training run is
+# `scripts/train.py --config configs/mini.py:ROLE,RUN,STEPS`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN="${RUN:-runs/mini}"
-DATA="${DATA:-../shared/data}"
-PYTHON="${PYTHON:-.venv/bin/python}"
-REPORT="${REPORT:-docs/results.md}"
-STEPS="${STEPS:-600}"
-TEACHER_STEPS="${TEACHER_STEPS:-1500}"
-VOCAB="${VOCAB:-8000}"
-NOVELS="${NOVELS:-*.txt}"
-HOLDOUT="${HOLDOUT:-6}"
-SEED="${SEED:-0}"
-SEQ_LEN="${SEQ_LEN:-128}"
-TRAIN_OVERRIDES="${TRAIN_OVERRIDES:-}"
-EVAL_BLOCKS="${EVAL_BLOCKS:-2000}"
-FT_SEEDS="${FT_SEEDS:-0 1 2}"
-FT_EPOCHS="${FT_EPOCHS:-3}"
-FT_MAX_TRAIN="${FT_MAX_TRAIN-1000}"
-FT_MAX_EVAL="${FT_MAX_EVAL-2000}"
-FT_EXTRA="${FT_EXTRA---max-length 64 --lr 5e-4}"
-BENCH_SETTINGS="${BENCH_SETTINGS:-1x$SEQ_LEN 32x$SEQ_LEN}"
-BENCH_FRAMEWORKS="${BENCH_FRAMEWORKS:-jax torch}"
-BENCH_EXTRA="${BENCH_EXTRA:-}"
-ABLATIONS="${ABLATIONS:-}"
-KNOBS=(RUN DATA PYTHON REPORT STEPS TEACHER_STEPS VOCAB NOVELS HOLDOUT SEED SEQ_LEN TRAIN_OVERRIDES EVAL_BLOCKS FT_SEEDS
-       FT_EPOCHS FT_MAX_TRAIN FT_MAX_EVAL FT_EXTRA BENCH_SETTINGS BENCH_FRAMEWORKS BENCH_EXTRA ABLATIONS)
+KNOBS=() DEFAULTS=()
+knob() {  # knob NAME DEFAULT [keep-empty]: NAME from the environment, else DEFAULT (also if empty, unless keep-empty)
+  local name=$1 default=$2
+  KNOBS+=("$name")
+  DEFAULTS+=("$name=$default")
+  if [ "${3:-}" = keep-empty ]; then
+    printf -v "$name" '%s' "${!name-$default}"
+  else
+    printf -v "$name" '%s' "${!name:-$default}"
+  fi
+}
+
+# Knobs (environment; relative paths are taken from the repository root) and their defaults:
+knob RUN runs/mini
+knob DATA ../shared/data
+knob PYTHON .venv/bin/python
+knob REPORT docs/results.md
+knob STEPS 600              # training steps of each student (distilled and scratch: the same budget)
+knob TEACHER_STEPS 1500     # training steps of the teacher (≈ 2.4 s/step on 2 idle CPU cores); raising it
+                            # on an interrupted teacher resumes it from its last checkpoint (longer schedule)
+knob VOCAB 8000             # tokenizer size
+knob NOVELS '*.txt'         # which fr_novels files (a glob)
+knob HOLDOUT 6              # how many whole novels are held out for evaluation
+knob SEED 0                 # the split seed
+knob SEQ_LEN 128            # the block length
+knob TRAIN_OVERRIDES ''     # extra flags for every training run, e.g. '--config.train.batch_size=8'
+knob EVAL_BLOCKS 2000       # held-out blocks for the MLM evaluation
+knob FT_SEEDS '0 1 2'       # fine-tuning seeds
+knob FT_EPOCHS 3            # fine-tuning epochs
+knob FT_MAX_TRAIN 1000 keep-empty  # fine-tuning training examples ('' = the whole file)
+knob FT_MAX_EVAL 2000 keep-empty   # fine-tuning dev/test examples of each file ('' = whole files)
+knob FT_EXTRA '--max-length 64 --lr 5e-4' keep-empty  # passed to scripts/finetune.py as is,
+                            # e.g. '--max-length 64 --batch-size 8'
+knob BENCH_SETTINGS "1x$SEQ_LEN 32x$SEQ_LEN"  # benchmarks/inference.py settings,
+knob BENCH_FRAMEWORKS 'jax torch'             # frameworks
+knob BENCH_EXTRA ''                           # and extra flags ('--repeats 3')
+knob ABLATIONS ''           # extra students run after the main chain, each one change to the distilled
+                            # student (configs/mini.py's ABLATIONS); each is trained for STEPS, evaluated on
+                            # held-out MLM and fine-tuned like the others, and reported under "Investigation"
+                            # (e.g. ABLATIONS='init_only untrained')
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 
-ROLES=(teacher distil scratch)
-# shellcheck disable=SC2206  # a word list
-ABLATION_ROLES=($ABLATIONS)
-for role in "${ABLATION_ROLES[@]}"; do
-  case "$role" in
-    init_only|distil_random|distil_t1|untrained) ;;
-    *) echo "reproduce_mini: unknown ablation '$role' (init_only distil_random distil_t1 untrained)" >&2; exit 2 ;;
-  esac
-done
 SEQUOIA="$DATA/ud_french_sequoia/fr_sequoia-ud"
 GSD_TEST="$DATA/ud_french_gsd/fr_gsd-ud-test.conllu"
 WIKINEURAL="$DATA/wikineural_fr"
@@ -82,12 +74,31 @@ for f in "$DATA/README.md" "$SEQUOIA-train.conllu" "$GSD_TEST" "$WIKINEURAL/val.
 done
 [ -x "$PYTHON" ] || { echo "reproduce_mini: no Python at $PYTHON (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
 
+TIMINGS="$RUN/timings.tsv" COMMANDS="$RUN/commands.tsv" INVOCATIONS="$RUN/invocations.tsv"
+
+# The plan: configs/mini.py's roles, then the ablations asked for (checked there), one line each:
+# ROLE KIND STEPS CONFIG, KIND being teacher, student or ablation. RUN/manifest.json keeps it for the
+# report, with the knobs, their defaults and where the records are.
+manifest_args=(--record "commands=$COMMANDS" --record "timings=$TIMINGS" --record "invocations=$INVOCATIONS")
+for k in "${KNOBS[@]}"; do manifest_args+=(--knob "$k=${!k}"); done
+for d in "${DEFAULTS[@]}"; do manifest_args+=(--default "$d"); done
+PLAN=$("$PYTHON" scripts/mini_manifest.py "${manifest_args[@]}")
+TEACHER="" STUDENTS=() ABLATION_ROLES=()
+declare -A CONFIG=() PLANNED_STEPS=()
+while IFS=$'\t' read -r role kind steps config; do
+  CONFIG[$role]=$config PLANNED_STEPS[$role]=$steps
+  case "$kind" in
+    teacher) TEACHER=$role ;;
+    student) STUDENTS+=("$role") ;;
+    *) ABLATION_ROLES+=("$role") ;;
+  esac
+done <<< "$PLAN"
+ROLES=("$TEACHER" "${STUDENTS[@]}")
+
 mkdir -p "$RUN/.stages"
-TIMINGS="$RUN/timings.tsv"
-COMMANDS="$RUN/commands.tsv"
 [ -f "$TIMINGS" ] || printf 'stage\tstatus\tseconds\tstarted\tfinished\n' > "$TIMINGS"
 [ -f "$COMMANDS" ] || printf 'stage\tcommand\n' > "$COMMANDS"
-[ -f "$RUN/invocations.tsv" ] || printf 'started\tknobs\n' > "$RUN/invocations.tsv"
+[ -f "$INVOCATIONS" ] || printf 'started\tknobs\n' > "$INVOCATIONS"
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -101,7 +112,7 @@ quote() {  # a shell word, quoted only when it needs to be
 
 knobs=""
 for k in "${KNOBS[@]}"; do knobs+="$k=$(quote "${!k}") "; done
-printf '%s\t%s\n' "$(date -Iseconds)" "${knobs% }" >> "$RUN/invocations.tsv"
+printf '%s\t%s\n' "$(date -Iseconds)" "${knobs% }" >> "$INVOCATIONS"
 
 STAGE="" STAGE_START="" STAGE_DATE="" CHILD="" STOPPING=0 RAN_ANY=0
 
@@ -175,19 +186,10 @@ shards() {
     --seq-len "$SEQ_LEN" --out "$RUN/shards" --holdout-files "$HOLDOUT" --seed "$SEED" --overwrite
 }
 
-steps_of() { if [ "$1" = teacher ]; then echo "$TEACHER_STEPS"; else echo "$STEPS"; fi; }
-
-config_of() {  # the --config of a role: configs/mini_ROLE.py for the main three, configs/mini.py:ROLE otherwise
-  case "$1" in
-    teacher|distil|scratch) echo "configs/mini_$1.py:$RUN,$(steps_of "$1")" ;;
-    *) echo "configs/mini.py:$1,$RUN,$(steps_of "$1")" ;;
-  esac
-}
-
 train() {  # train ROLE for its steps (re-running resumes from the checkpoint)
   local role=$1 workdir="$RUN/$1"
   # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a list of flags
-  run "$PYTHON" scripts/train.py --config "$(config_of "$role")" --workdir "$workdir" \
+  run "$PYTHON" scripts/train.py --config "${CONFIG[$role]}" --workdir "$workdir" \
     "--config.data.seq_len=$SEQ_LEN" $TRAIN_OVERRIDES
   if [ ! -f "$workdir/hf/model.safetensors" ]; then
     echo "reproduce_mini: $role stopped before its last step (no $workdir/hf); re-run to resume" >&2
@@ -195,14 +197,15 @@ train() {  # train ROLE for its steps (re-running resumes from the checkpoint)
   fi
 }
 
-mlm_eval() {
-  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/teacher/hf" --model "$RUN/distil/hf" \
-    --model "$RUN/scratch/hf" --data "$RUN/shards/eval" --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" \
-    --out "$RUN/eval/mlm.json"
+mlm_eval() {  # the teacher and every student on the same held-out blocks
+  local models=() role
+  for role in "${STUDENTS[@]}"; do models+=(--model "$RUN/$role/hf"); done
+  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/$TEACHER/hf" "${models[@]}" --data "$RUN/shards/eval" \
+    --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" --out "$RUN/eval/mlm.json"
 }
 
 mlm_eval_one() {  # mlm_eval_one ROLE: an ablation's held-out MLM, against the same teacher and blocks
-  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/teacher/hf" --model "$RUN/$1/hf" --data "$RUN/shards/eval" \
+  run "$PYTHON" scripts/evaluate.py --teacher "$RUN/$TEACHER/hf" --model "$RUN/$1/hf" --data "$RUN/shards/eval" \
     --seq-len "$SEQ_LEN" --max-blocks "$EVAL_BLOCKS" --out "$RUN/eval/mlm_$1.json"
 }
 
@@ -233,7 +236,7 @@ speed() {  # speed STUDENT: teacher vs that student; the output is kept for the 
   local role=$1
   mkdir -p "$RUN/speed"
   # shellcheck disable=SC2086
-  run "$PYTHON" benchmarks/inference.py --teacher "$RUN/teacher/hf" --student "$RUN/$role/hf" \
+  run "$PYTHON" benchmarks/inference.py --teacher "$RUN/$TEACHER/hf" --student "$RUN/$role/hf" \
     --settings $BENCH_SETTINGS --frameworks $BENCH_FRAMEWORKS $BENCH_EXTRA > "$RUN/speed/$role.log.tmp"
   cat "$RUN/speed/$role.log.tmp"
   mv "$RUN/speed/$role.log.tmp" "$RUN/speed/$role.log"
@@ -248,12 +251,11 @@ report() {
 stage tokenizer tokenizer
 stage shards shards
 for role in "${ROLES[@]}" "${ABLATION_ROLES[@]}"; do
-  [ "$role" = untrained ] && continue  # trained for 0 steps whatever STEPS says
   if [ -f "$RUN/.stages/$role.done" ] && [ -f "$RUN/$role/run_config.json" ]; then
     trained=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["train"]["steps"])' \
       "$RUN/$role/run_config.json")
-    if [ "$trained" != "$(steps_of "$role")" ]; then
-      echo "reproduce_mini: warning: $RUN/$role was trained for $trained steps, not $(steps_of "$role");" \
+    if [ "$trained" != "${PLANNED_STEPS[$role]}" ]; then
+      echo "reproduce_mini: warning: $RUN/$role was trained for $trained steps, not ${PLANNED_STEPS[$role]};" \
         "delete $RUN/$role and $RUN/.stages/$role.done (and what depends on it) to retrain" >&2
     fi
   fi
@@ -268,7 +270,7 @@ for task in pos ner; do
     stage "ft_${task}_$role" finetune "$task" "$role"
   done
 done
-for role in distil scratch; do
+for role in "${STUDENTS[@]}"; do
   stage "speed_$role" speed "$role"
 done
 for role in "${ABLATION_ROLES[@]}"; do  # after the main chain, so its results come first

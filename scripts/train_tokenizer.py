@@ -1,4 +1,4 @@
-"""Train a CamemBERT-style SentencePiece (unigram) tokenizer on local text.
+r"""Train a CamemBERT-style SentencePiece (unigram) tokenizer on local text.
 
     python scripts/train_tokenizer.py --input ../shared/data/fr_novels --vocab-size 8000 \
         --holdout-files 6 --out runs/mini/tokenizer
@@ -7,27 +7,27 @@ With --holdout-files K the same K files that `prepare_data.py --holdout-files K 
 holds out are left out here too, so the tokenizer never sees the evaluation text.
 """
 
-import argparse
 import itertools
-import logging
 import sys
 
-from jaxdistil.cli import fail
+from jaxdistil import cli
 from jaxdistil.data import corpus
 from jaxdistil.tokenizer import train_tokenizer
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl files, directories, globs")
-    parser.add_argument("--vocab-size", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--holdout-files", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = cli.parser(__doc__)
+    parser.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl files, directories, globs (required)")
+    parser.add_argument("--vocab-size", type=int, required=True,
+                        help="ids in the tokenizer, special tokens and <mask> included (required)")
+    parser.add_argument("--out", required=True, help="directory for the tokenizer files (required)")
+    parser.add_argument("--holdout-files", type=int, default=0,
+                        help="leave out the K whole files that prepare_data.py --holdout-files K holds out")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out file choice and of SentencePiece")
     parser.add_argument("--max-docs", type=int, default=500_000, help="documents to train on, at most")
-    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--text-field", default="text", help="text field of .jsonl records")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     try:
         files = corpus.resolve_paths(args.input)
         train_files, _ = corpus.split_holdout_files(files, args.holdout_files, seed=args.seed)
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         tokenizer = train_tokenizer(itertools.islice(texts, args.max_docs), args.vocab_size, args.out,
                                     seed=args.seed)
     except (OSError, ValueError) as e:
-        return fail(e)
+        return cli.fail(e)
     print(f"wrote {args.out}: {len(tokenizer)} tokens, trained on {len(train_files)} file(s)")
     return 0
 

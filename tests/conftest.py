@@ -19,6 +19,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from jaxdistil.tokenizer import train_tokenizer  # noqa: E402
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -45,8 +47,6 @@ def french_lines(shared_data_dir) -> list[str]:
 @pytest.fixture(scope="session")
 def french_tokenizer_dir(french_lines, tmp_path_factory) -> pathlib.Path:
     """A 1 000-token CamemBERT-style tokenizer trained on `french_lines`, saved once per session."""
-    from jaxdistil.tokenizer import train_tokenizer
-
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(french_lines, vocab_size=1000, out_dir=out)
     return out

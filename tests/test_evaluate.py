@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from helpers import make_tiny_tokenizer
 
-from jaxdistil import train as T
-from jaxdistil.checkpoint import load_model
+from jaxdistil import optim, run_config, step
+from jaxdistil.checkpoint import find_tokenizer, load_model
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import save_hf
+from jaxdistil.data import corpus
 from jaxdistil.data.masking import mask_tokens
+from jaxdistil.data.tokenize import tokenize_to_shards
 from jaxdistil.evaluate import mlm
 from jaxdistil.modeling import MaskedLM, init_params
 from jaxdistil.student import default_layer_map, init_from_teacher, student_config
@@ -45,7 +47,7 @@ def tokenizer(french_tokenizer_dir):
 
 
 def briefly_trained(tokenizer, blocks: np.ndarray, layers: int, steps: int, seed: int):
-    """A tiny masked LM after `steps` plain-MLM steps of `jaxdistil.train.train_step`."""
+    """A tiny masked LM after `steps` plain-MLM steps of the trainer's `step.train_step`."""
     config = ModelConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -55,32 +57,19 @@ def briefly_trained(tokenizer, blocks: np.ndarray, layers: int, steps: int, seed
         max_position_embeddings=SEQ_LEN + 2,
     )
     model = MaskedLM(config)
-    hparams = types.SimpleNamespace(
-        steps=steps,
-        learning_rate=3e-3,
-        warmup_steps=5,
-        weight_decay=0.0,
-        adam_b1=0.9,
-        adam_b2=0.98,
-        adam_eps=1e-6,
-        max_grad_norm=5.0,
+    run = run_config.base()
+    run.mode = "mlm"  # no teacher, alpha_mlm = 1
+    run.train.update(steps=steps, learning_rate=3e-3, warmup_steps=5, weight_decay=0.0)
+    tx = optim.optimizer_for_run(run.train).tx
+    spec = step.StepSpec.from_config(run, tokenizer, vocab_size=config.vocab_size)
+    train_step = jax.jit(
+        functools.partial(step.train_step, student=model, teacher=None, tx=tx, spec=spec), donate_argnums=0
     )
-    tx = T.make_optimizer(hparams)
-    spec = T.StepSpec(
-        mask_token_id=tokenizer.mask_token_id,
-        special_token_ids=tuple(tokenizer.all_special_ids),
-        vocab_size=config.vocab_size,
-        use_teacher=False,
-        alpha_distil=0.0,
-        alpha_cosine=0.0,
-        alpha_mlm=1.0,
-    )
-    step = jax.jit(functools.partial(T.train_step, student=model, teacher=None, tx=tx, spec=spec), donate_argnums=0)
-    state = T.init_train_state(init_params(model, jax.random.key(seed)), tx, seed)
+    state = optim.init_train_state(init_params(model, jax.random.key(seed)), tx, seed)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         rows = blocks[rng.integers(0, len(blocks), 16)]
-        state, _ = step(state, None, {"input_ids": rows, "attention_mask": (rows != 1).astype(np.int32)}, None)
+        state, _ = train_step(state, None, {"input_ids": rows, "attention_mask": (rows != 1).astype(np.int32)}, None)
     return config, jax.device_get(state.params)
 
 
@@ -198,7 +187,7 @@ def test_a_model_agrees_with_itself(models, tokenizer):
     scores = mlm.evaluate_mlm(
         models.teacher,
         blocks,
-        mlm.MaskingSpec.from_tokenizer(tokenizer),
+        mlm.EvalMasking.from_tokenizer(tokenizer, 0.15),
         batch_size=BATCH,
         teacher=models.teacher,
     )
@@ -207,9 +196,6 @@ def test_a_model_agrees_with_itself(models, tokenizer):
 
 
 def test_held_out_blocks_from_text_or_from_prepared_shards_agree(models, tokenizer, tmp_path):
-    from jaxdistil.data import corpus
-    from jaxdistil.data.tokenize import tokenize_to_shards
-
     texts = corpus.iter_local_texts([str(models.held_out)])
     tokenize_to_shards(texts, tokenizer, tmp_path / "eval", seq_len=SEQ_LEN)  # as scripts/prepare_data.py
     from_text = mlm.load_eval_blocks([str(models.held_out)], tokenizer, SEQ_LEN, 12)
@@ -220,10 +206,8 @@ def test_held_out_blocks_from_text_or_from_prepared_shards_agree(models, tokeniz
 
 
 def test_tokenizer_found_in_model_dirs_and_training_workdirs(tokenizer, tmp_path):
-    from jaxdistil.evaluate.common import find_tokenizer
-
     tokenizer.save_pretrained(tmp_path / "hf")
-    tokenizer.save_pretrained(tmp_path / "workdir" / "tokenizer")  # jaxdistil.train.TOKENIZER_DIR
+    tokenizer.save_pretrained(tmp_path / "workdir" / "tokenizer")  # workdir.Workdir.tokenizer
     (tmp_path / "bare").mkdir()
     assert find_tokenizer(str(tmp_path / "hf")) == str(tmp_path / "hf")
     assert find_tokenizer(str(tmp_path / "workdir")) == str(tmp_path / "workdir" / "tokenizer")

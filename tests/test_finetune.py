@@ -8,18 +8,20 @@ thresholds below come from measured runs (see each test) with a wide margin.
 from __future__ import annotations
 
 import collections
+import json
 import pathlib
 import re
 import runpy
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import make_tiny_tokenizer
 
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import save_hf
-from jaxdistil.evaluate import alignment, readers
+from jaxdistil.evaluate import alignment, readers, tasks
 from jaxdistil.evaluate import finetune as ft
 from jaxdistil.evaluate.readers import TaggedSentence, TextExample
 from jaxdistil.modeling import MaskedLM, init_params
@@ -61,8 +63,8 @@ def dropout_body(tokenizer):
     return random_masked_lm(tokenizer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 
 
-def sequoia(shared_data_dir, split: str) -> ft.Split:
-    return ft.read_split(str(shared_data_dir / "ud_french_sequoia" / f"fr_sequoia-ud-{split}.conllu"), "pos")
+def sequoia(shared_data_dir, split: str) -> tasks.Split:
+    return tasks.read_split(str(shared_data_dir / "ud_french_sequoia" / f"fr_sequoia-ud-{split}.conllu"), "pos")
 
 
 def word_predictions(result: ft.FinetuneResult, tokenizer, sentences, max_length: int) -> list[list[str]]:
@@ -151,12 +153,12 @@ def test_ner_on_wikineural_and_europeana_reports_seqeval_f1(pos_run, tokenizer, 
 
     pos_result, _ = pos_run
     wikineural = shared_data_dir / "wikineural_fr"
-    train = ft.read_split(str(wikineural / "val.conllu"), "ner")
+    train = tasks.read_split(str(wikineural / "val.conllu"), "ner")
     test_sentences = readers.read_tagged(wikineural / "test.conllu")
-    dev = ft.Split("wikineural test (last 100)", test_sentences[-100:])
+    dev = tasks.Split("wikineural test (last 100)", test_sentences[-100:])
     tests = [
-        ft.Split("wikineural test", test_sentences[:100]),
-        ft.read_split(str(shared_data_dir / "europeana_fr_ner" / "enp_FR.bnf.bio"), "ner"),
+        tasks.Split("wikineural test", test_sentences[:100]),
+        tasks.read_split(str(shared_data_dir / "europeana_fr_ner" / "enp_FR.bnf.bio"), "ner"),
     ]
     cfg = ft.FinetuneConfig(
         learning_rate=3e-3,
@@ -175,8 +177,8 @@ def test_ner_on_wikineural_and_europeana_reports_seqeval_f1(pos_run, tokenizer, 
         predicted = word_predictions(result, tokenizer, split.examples[:100], cfg.max_length)
         assert scores["f1"] == pytest.approx(f1_score(gold, predicted, zero_division=0))
         assert scores["f1"] > 0.05, (split.name, scores)
-    assert ft.tag_scheme(train.examples) == "iob2"
-    assert ft.tag_scheme([TaggedSentence(["Jean", "Dupont"], ["I-PER", "I-PER"])]) == "iob1"
+    assert tasks.tag_scheme(train.examples) == "iob2"
+    assert tasks.tag_scheme([TaggedSentence(["Jean", "Dupont"], ["I-PER", "I-PER"])]) == "iob1"
 
 
 # ---------------------------------------------------------------------- pair classification
@@ -209,7 +211,7 @@ PAIR_CFG = ft.FinetuneConfig(learning_rate=2e-3, epochs=6, batch_size=16, max_le
 @pytest.fixture(scope="module")
 def pair_run(body, tokenizer, french_lines):
     train, dev, test = (
-        ft.Split(name, pair_task(french_lines, tokenizer, n, seed))
+        tasks.Split(name, pair_task(french_lines, tokenizer, n, seed))
         for name, n, seed in (("train", 1000, 0), ("dev", 200, 1), ("test", 200, 2))
     )
     return ft.finetune(body, tokenizer, "cls", train, dev, [test], PAIR_CFG), test
@@ -225,7 +227,6 @@ def test_pair_classification_beats_chance(pair_run):
 
 
 def test_sequence_classification_export_matches_hf_pipeline(pair_run, tokenizer, tmp_path):
-    import jax.numpy as jnp
     from transformers import pipeline
 
     result, test = pair_run
@@ -256,7 +257,7 @@ def wikiner_pos_file(tmp_path_factory):
 
 
 def test_same_seed_same_run_other_seed_other_run(dropout_body, tokenizer, wikiner_pos_file):
-    split = ft.read_split(str(wikiner_pos_file), "pos", "wikiner")
+    split = tasks.read_split(str(wikiner_pos_file), "pos", "wikiner")
     runs = [
         ft.finetune(
             dropout_body, tokenizer, "pos", split, split, [], ft.FinetuneConfig(epochs=1, max_length=16, seed=s)
@@ -286,11 +287,11 @@ def test_hf_task_without_validation_holds_out_a_tenth_of_train(monkeypatch):
         return splits[split]
 
     monkeypatch.setattr(readers, "load_hf_task", fake_load)
-    train, dev, test = ft.hf_task_splits("flue_cls")
+    train, dev, test = tasks.hf_task_splits("flue_cls")
     assert (len(train.examples), len(dev.examples), test.examples) == (45, 5, splits["test"])
     assert sorted(e.text for e in train.examples + dev.examples) == sorted(e.text for e in splits["train"])
     splits["validation"] = [TextExample("v", None, "1")]
-    train, dev, _ = ft.hf_task_splits("pawsx_fr")
+    train, dev, _ = tasks.hf_task_splits("pawsx_fr")
     assert (len(train.examples), dev.examples) == (50, splits["validation"])
 
 
@@ -298,9 +299,9 @@ def test_hf_task_without_validation_holds_out_a_tenth_of_train(monkeypatch):
 
 
 def test_test_label_unseen_in_training_is_named(body, tokenizer):
-    train = ft.Split("train.conllu", [TaggedSentence(["Il", "dort"], ["PRON", "VERB"])])
-    dev = ft.Split("dev.conllu", [TaggedSentence(["Elle", "mange"], ["PRON", "VERB"])])
-    test = ft.Split("test.conllu", [TaggedSentence(["Oh", "!", "il", "dort"], ["INTJ", "PUNCT", "PRON", "VERB"])])
+    train = tasks.Split("train.conllu", [TaggedSentence(["Il", "dort"], ["PRON", "VERB"])])
+    dev = tasks.Split("dev.conllu", [TaggedSentence(["Elle", "mange"], ["PRON", "VERB"])])
+    test = tasks.Split("test.conllu", [TaggedSentence(["Oh", "!", "il", "dort"], ["INTJ", "PUNCT", "PRON", "VERB"])])
     with pytest.raises(
         ValueError,
         match=r"test\.conllu: label\(s\) absent from the training data: 'INTJ' \(1x\), "
@@ -311,7 +312,7 @@ def test_test_label_unseen_in_training_is_named(body, tokenizer):
 
 def test_mismatched_tokenizer_is_refused(body, french_lines):
     other = make_tiny_tokenizer(french_lines[:300], vocab_size=300)
-    split = ft.Split("x", [TextExample("a", None, "0")])
+    split = tasks.Split("x", [TextExample("a", None, "0")])
     with pytest.raises(ValueError, match=r"tokenizer has 300 tokens but the model's vocab_size is 1000"):
         ft.finetune(body, other, "cls", split, split)
 
@@ -327,7 +328,7 @@ def test_finetune_cli_names_the_malformed_wikiner_line(body, tokenizer, tmp_path
     (tmp_path / "train.txt").write_text(good * 3, encoding="utf-8")
     (tmp_path / "bad.txt").write_text(good + good + "Il|PRO|O dort|VER\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.txt:3: malformed WikiNER token 'dort\|VER'"):
-        ft.read_split(str(tmp_path / "bad.txt"), "ner", "wikiner")
+        tasks.read_split(str(tmp_path / "bad.txt"), "ner", "wikiner")
     argv = [
         "--model",
         str(model_dir),
@@ -348,8 +349,6 @@ def test_finetune_cli_names_the_malformed_wikiner_line(body, tokenizer, tmp_path
 
 
 def test_finetune_cli_runs_seeds_and_exports(dropout_body, tokenizer, wikiner_pos_file, tmp_path, capsys, script_main):
-    import json
-
     model_dir = save_hf(*dropout_body, tmp_path / "model", tokenizer)
     data = str(wikiner_pos_file)
     argv = [

@@ -125,14 +125,14 @@ def test_inputs_longer_than_the_position_table_are_refused():
 
 
 def test_decode_false_returns_the_decoder_input():
-    """`decode=False` features times the tied decoder are the model's own logits."""
+    """`compute_logits=False` features times the tied decoder are the model's own logits."""
     cfg = ModelConfig(vocab_size=90, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, max_position_embeddings=20)
     model = MaskedLM(cfg)
     params = init_params(model, jax.random.key(0))
     ids = jax.random.randint(jax.random.key(1), (2, 9), 4, 90)
     logits = model.apply({"params": params}, ids).logits
-    out = model.apply({"params": params}, ids, decode=False)
+    out = model.apply({"params": params}, ids, compute_logits=False)
     embeddings, bias = decoder_params(params)
     assert out.logits is None
     np.testing.assert_allclose(out.head_features @ embeddings.T + bias, logits, rtol=1e-5, atol=1e-5)

@@ -93,7 +93,7 @@ def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
     assert all("–" not in r for r in results), results  # every cell filled
     assert "Toy-sized run" in text and "8 steps of 4 × 32 tokens" in text
     assert len(table_rows(text, "What each student retains")) == 2
-    assert "scripts/train.py --config configs/mini_distil.py:" in text
+    assert "scripts/train.py --config configs/mini.py:distil," in text
     assert "## Notes on this run\n\nA note from whoever ran the chain." in text
     png = report.with_name("results_curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](results_curves.png)" in text

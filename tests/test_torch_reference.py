@@ -5,15 +5,14 @@ here its distiller loss, on HF models holding the very weights of our Flax model
 `jaxdistil.losses.distillation_loss` on a padded batch, and its masking follows the recipe.
 """
 
-import importlib.util
-import pathlib
+import importlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdistil import perf
+from benchmarks import harness
 from jaxdistil.convert import params_to_state_dict
 from jaxdistil.data.masking import mask_tokens
 from jaxdistil.losses import distillation_loss
@@ -22,16 +21,12 @@ from jaxdistil.modeling import MaskedLM, init_params
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-SHAPE = perf.StepShape(teacher_layers=2, student_layers=1, hidden=64, heads=2, ffn=128, vocab=300, batch=3, seq=16)
+SHAPE = harness.StepShape(teacher_layers=2, student_layers=1, hidden=64, heads=2, ffn=128, vocab=300, batch=3, seq=16)
 
 
 @pytest.fixture(scope="module")
 def ref():
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "torch_reference.py"
-    spec = importlib.util.spec_from_file_location("torch_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.torch_reference")  # after importorskip("torch")
 
 
 def _both(cfg, seed, ids, attention_mask):
@@ -49,10 +44,11 @@ def _both(cfg, seed, ids, attention_mask):
 
 
 def test_distiller_loss_matches_jaxdistil(ref):
-    batch = perf.random_batch(SHAPE)
+    batch = harness.random_batch(SHAPE)
     batch["input_ids"][1, 10:] = SHAPE.teacher.pad_token_id
     batch["attention_mask"][1, 10:] = 0
-    specials, mask_id = perf.special_ids(SHAPE.teacher)
+    vocab = harness.SyntheticVocab(SHAPE.teacher)
+    specials, mask_id = vocab.all_special_ids, vocab.mask_token_id
     mask = jnp.asarray(batch["attention_mask"])
     ids, labels = mask_tokens(jax.random.key(3), jnp.asarray(batch["input_ids"]), mask, mask_token_id=mask_id,
                               special_token_ids=specials, vocab_size=SHAPE.vocab)
@@ -65,9 +61,10 @@ def test_distiller_loss_matches_jaxdistil(ref):
 
 
 def test_torch_masking_follows_the_recipe(ref):
-    shape = perf.StepShape(batch=64, seq=128)
-    batch = perf.random_batch(shape)
-    specials, mask_id = perf.special_ids(shape.teacher)
+    shape = harness.StepShape(batch=64, seq=128)
+    batch = harness.random_batch(shape)
+    vocab = harness.SyntheticVocab(shape.teacher)
+    specials, mask_id = vocab.all_special_ids, vocab.mask_token_id
     ids = torch.from_numpy(batch["input_ids"]).long()
     masked, labels = ref.mask_tokens_torch(torch.Generator().manual_seed(0), ids,
                                            torch.from_numpy(batch["attention_mask"]).long(),

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -14,16 +15,19 @@ import orbax.checkpoint as ocp
 import pytest
 from transformers import pipeline
 
-from jaxdistil import sharding as shd
-from jaxdistil import train as T
+from jaxdistil import sharding
+from jaxdistil.checkpoint import checkpoint_manager, load_student_from_workdir, restore_train_state, save_train_state
 from jaxdistil.config import ModelConfig
+from jaxdistil.convert import save_hf
+from jaxdistil.data.pipeline import make_train_iterator
 from jaxdistil.loop import run
 from jaxdistil.modeling import MaskedLM, init_params
+from jaxdistil.optim import TrainState, init_train_state, optimizer_for_run
+from jaxdistil.run_config import load_config
+from jaxdistil.step import StepSpec, build_train_step
 from jaxdistil.student import init_from_teacher
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from configs import tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def micro_overrides(corpus_files, tokenizer_dir, steps=40):
 
 
 def make_config(overrides):
-    config = tiny.get_config(",".join(overrides["data.paths"]))
+    config = load_config(f"{REPO / 'configs' / 'tiny.py'}:{','.join(overrides['data.paths'])}")
     for dotted, value in overrides.items():
         node = config
         *parents, leaf = dotted.split(".")
@@ -128,30 +132,30 @@ def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_di
                              env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    _, params_a, step_a = T.load_student_from_workdir(tmp_path / "straight")
-    _, params_b, step_b = T.load_student_from_workdir(tmp_path / "killed")
+    _, params_a, step_a = load_student_from_workdir(tmp_path / "straight")
+    _, params_b, step_b = load_student_from_workdir(tmp_path / "killed")
     assert step_a == step_b == 40
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), params_a, params_b)
 
 
-def _step_losses(num_devices, fsdp, steps=3, grad_accum=1, fused_head_chunk=256, mode="distil"):
+def _step_losses(num_devices, fsdp, steps=3, grad_accum=1, fused_head_chunk_len=16, mode="distil"):
     teacher_cfg = ModelConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=64, max_position_embeddings=34)
     teacher_params = init_params(MaskedLM(teacher_cfg), jax.random.key(0))
     student_params = init_from_teacher(jax.device_get(teacher_params), (1,))
     student_cfg = teacher_cfg.replace(num_hidden_layers=1)
-    cfg = make_config({"data.paths": ("x",), "train.steps": 10, "train.warmup_steps": 2,
-                       "train.fsdp": fsdp, "train.grad_accum": grad_accum}).train
-    tx = T.make_optimizer(cfg)
+    config = make_config({"data.paths": ("x",), "train.steps": 10, "train.warmup_steps": 2, "mode": mode,
+                          "train.fsdp": fsdp, "train.grad_accum": grad_accum,
+                          "train.fused_head_chunk_len": fused_head_chunk_len})
+    tx = optimizer_for_run(config.train).tx
     distil = mode == "distil"
-    spec = T.StepSpec(mask_token_id=255, special_token_ids=(0, 1, 2, 3, 255), vocab_size=256,
-                      grad_accum=grad_accum, fused_head_chunk=fused_head_chunk, batch_shards=num_devices,
-                      use_teacher=distil, alpha_mlm=0.2 if distil else 1.0)
-    mesh = shd.make_mesh(num_devices)
-    state = T.init_train_state(student_params, tx, seed=0)
-    state_sh = shd.state_shardings(state, mesh, fsdp)
-    teacher_sh = shd.state_shardings(teacher_params, mesh, fsdp)
-    step = T.build_train_step(student=MaskedLM(student_cfg), teacher=MaskedLM(teacher_cfg) if distil else None,
+    vocab = types.SimpleNamespace(mask_token_id=255, all_special_ids=(0, 1, 2, 3, 255))
+    spec = StepSpec.from_config(config, vocab, vocab_size=256)
+    mesh = sharding.make_mesh(num_devices)
+    state = init_train_state(student_params, tx, seed=0)
+    state_sh = sharding.state_shardings(state, mesh, fsdp)
+    teacher_sh = sharding.state_shardings(teacher_params, mesh, fsdp)
+    step = build_train_step(student=MaskedLM(student_cfg), teacher=MaskedLM(teacher_cfg) if distil else None,
                               tx=tx, spec=spec,
                               mesh=mesh, state_sharding=state_sh, teacher_sharding=teacher_sh)
     state = jax.device_put(state, state_sh)
@@ -162,7 +166,7 @@ def _step_losses(num_devices, fsdp, steps=3, grad_accum=1, fused_head_chunk=256,
         ids = rng.randint(4, 255, size=(16, 32)).astype(np.int32)
         ids[:, 0], ids[:, -1] = 0, 2
         ids[3, 20:] = 1  # some padding
-        batch = shd.global_batch({"input_ids": ids, "attention_mask": (ids != 1).astype(np.int32)}, mesh)
+        batch = sharding.global_batch({"input_ids": ids, "attention_mask": (ids != 1).astype(np.int32)}, mesh)
         state, metrics = step(state, teacher_params, batch, None)
         losses.append([float(metrics[k]) for k in ("loss/total", "loss/distil", "loss/cosine", "loss/mlm")])
     return np.array(losses), jax.device_get(state.params)
@@ -179,8 +183,8 @@ def test_eight_devices_match_one(fsdp):
 
 def test_fused_head_in_chunks_on_eight_devices_matches_one_device_plain():
     """Chunks along the sequence keep the batch sharding: 2 rows per device, 4 chunks of 8 positions."""
-    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk=0)
-    fused, params_fused = _step_losses(8, fsdp=True, fused_head_chunk=16)
+    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk_len=0)
+    fused, params_fused = _step_losses(8, fsdp=True, fused_head_chunk_len=8)
     np.testing.assert_allclose(fused, plain, atol=1e-5, rtol=0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_plain, params_fused)
 
@@ -188,8 +192,8 @@ def test_fused_head_in_chunks_on_eight_devices_matches_one_device_plain():
 @pytest.mark.parametrize("mode", ["distil", "mlm"])
 def test_fused_head_step_matches_plain_logits(mode):
     """The trainer's default fused LM head + loss takes the same steps as full logits + distillation_loss."""
-    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk=0, mode=mode)
-    fused, params_fused = _step_losses(1, fsdp=False, fused_head_chunk=128, mode=mode)  # 4 chunks of 8 × 16
+    plain, params_plain = _step_losses(1, fsdp=False, fused_head_chunk_len=0, mode=mode)
+    fused, params_fused = _step_losses(1, fsdp=False, fused_head_chunk_len=8, mode=mode)  # 4 chunks of 8 × 16
     np.testing.assert_allclose(fused, plain, atol=2e-6, rtol=0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=0), params_plain, params_fused)
     assert plain[-1, 1] == 0.0 if mode == "mlm" else plain[-1, 1] > 0.0
@@ -227,7 +231,7 @@ def test_prng_impl_is_scoped_to_the_run_and_resumes(corpus_files, french_tokeniz
     assert max(steps) == 6 and np.isfinite(resumed["loss/total"]) and np.isfinite(first["loss/total"])
     with jax.default_prng_impl("rbg"):
         expected_key_shape = jax.random.PRNGKey(0).shape  # (4,) for rbg, (2,) for threefry
-    manager = T.checkpoint_manager(tmp_path / "rbg", keep=3, create=False)
+    manager = checkpoint_manager(tmp_path / "rbg", keep=3, create=False)
     assert manager.latest_step() == 6
     state = manager.restore(6, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
     assert state["rng"].shape == expected_key_shape == (4,)
@@ -238,22 +242,20 @@ def test_saving_a_step_already_on_disk_is_a_no_op(tmp_path):
     not fail (orbax refuses to overwrite a step), and what is on disk stays restorable."""
     import optax
 
-    from jaxdistil.data.pipeline import make_train_iterator
-
     params = {"w": np.arange(3.0, dtype=np.float32)}
     tx = optax.sgd(0.1)
-    state = T.TrainState(step=jax.numpy.asarray(4), params=params, opt_state=tx.init(params),
+    state = TrainState(step=jax.numpy.asarray(4), params=params, opt_state=tx.init(params),
                          rng=jax.random.PRNGKey(0))
     blocks = [np.full(8, i + 10, np.int32) for i in range(16)]
     iterator = make_train_iterator(blocks, global_batch_size=2, seed=0, pad_id=1, process_index=0, process_count=1)
     next(iterator)
-    manager = T.checkpoint_manager(tmp_path, keep=3)
-    T.save_checkpoint(manager, state, iterator)
+    manager = checkpoint_manager(tmp_path, keep=3)
+    save_train_state(manager, state, iterator)
     next(iterator)  # the iterator moved on; the step did not
-    T.save_checkpoint(manager, state, iterator)
+    save_train_state(manager, state, iterator)
     assert manager.all_steps() == [4]
     fresh = make_train_iterator(blocks, global_batch_size=2, seed=0, pad_id=1, process_index=0, process_count=1)
-    restored = T.restore_checkpoint(manager, jax.eval_shape(lambda: state), fresh)
+    restored = restore_train_state(manager, jax.eval_shape(lambda: state), fresh)
     np.testing.assert_array_equal(restored.params["w"], params["w"])
     manager.close()
 
@@ -287,7 +289,6 @@ def test_teacher_tokenizer_vocab_mismatch(corpus_files, french_tokenizer_dir, tm
     teacher_dir = tmp_path / "teacher_hf"
     cfg = ModelConfig(vocab_size=1500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                       intermediate_size=64, max_position_embeddings=34)
-    from jaxdistil.convert import save_hf
     save_hf(cfg, init_params(MaskedLM(cfg), jax.random.key(0)), teacher_dir)
     _expect_error(corpus_files, french_tokenizer_dir, tmp_path, "tokenizer has 1000 tokens but the model's "
                   "vocab_size is 1500", **{"teacher.source": str(teacher_dir)})
@@ -338,8 +339,8 @@ def test_two_processes_train_in_lock_step_like_one(corpus_files, french_tokenize
     np.testing.assert_allclose(losses(rows_two), losses(rows_one), atol=1e-5, rtol=0)
     evals = lambda rows: [r["eval/mlm_loss"] for r in rows if "eval/mlm_loss" in r]  # noqa: E731
     np.testing.assert_allclose(evals(rows_two), evals(rows_one), atol=1e-5, rtol=0)
-    _, params_one, _ = T.load_student_from_workdir(tmp_path / "one")
-    _, params_two, _ = T.load_student_from_workdir(tmp_path / "two")
+    _, params_one, _ = load_student_from_workdir(tmp_path / "one")
+    _, params_two, _ = load_student_from_workdir(tmp_path / "two")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params_one, params_two)
 
 
@@ -359,11 +360,11 @@ def test_sigterm_checkpoints_then_resume_finishes(corpus_files, french_tokenizer
 
     threading.Thread(target=preempt, daemon=True).start()
     run(config, workdir)
-    manager = T.checkpoint_manager(workdir, keep=100, create=False)
+    manager = checkpoint_manager(workdir, keep=100, create=False)
     stopped_at = manager.latest_step()
     assert 10 <= stopped_at < 200, stopped_at
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in rows) == stopped_at  # metrics up to the stop are flushed
     config.train.steps = stopped_at + 5
     run(config, workdir)
-    assert T.checkpoint_manager(workdir, keep=100, create=False).latest_step() == stopped_at + 5
+    assert checkpoint_manager(workdir, keep=100, create=False).latest_step() == stopped_at + 5

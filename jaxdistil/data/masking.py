@@ -6,7 +6,7 @@ masks every batch exactly as the original did, with no masking state to checkpoi
 
 Recipe (BERT / the DistilBERT distiller): choose ~`mlm_probability` of the eligible tokens
 (real, non-special), replace 80 % of the chosen by `<mask>`, 10 % by a random token, keep
-10 %; labels hold the original id at chosen positions and -100 elsewhere.
+10 %; labels hold the original id at chosen positions and `IGNORE_INDEX` elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-IGNORE_INDEX = -100
+from jaxdistil.losses import IGNORE_INDEX
+
 # Fixed-point steps that rescale weighted selection probabilities after clipping at 1;
 # each step only saturates more tokens, and a handful reaches the fixed point in practice.
 _RESCALE_STEPS = 8

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from jaxdistil.evaluate.readers import TaggedSentence, TextExample
+from jaxdistil.losses import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 NO_WORD = -1  # word_ids value on specials and padding
 
 

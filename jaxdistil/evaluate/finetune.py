@@ -1,18 +1,17 @@
-"""Fine-tune an encoder with a task head: NER / POS (token classification) and text(-pair)
-classification, in JAX with optax, then score dev and test sets.
+"""Fine-tune an encoder with a task head, in JAX with optax, and score its dev and test sets.
 
 The body comes from any masked-LM parameters (their `roberta` subtree), the head is fresh,
-so teacher and student are compared on the same footing. One code path serves every task:
-examples are encoded to fixed-shape arrays {input_ids, attention_mask, labels} (labels are
-per token or per example, IGNORE_INDEX where there is nothing to learn), the loss is a
-masked mean cross-entropy over whatever labels there are, and each split carries its own
-scoring function. Every batch has the same shape (the last one is padded with all-pad rows
-whose labels are ignored), so the train and predict steps each compile once.
+so teacher and student are compared on the same footing. The task's splits arrive encoded
+(`evaluate.tasks`): one code path serves every task, with a masked mean cross-entropy over
+whatever labels there are, and each split scores its own predictions. Every batch has the
+same shape (the last one is padded with all-pad rows whose labels are ignored), so the train
+and predict steps each compile once.
 
-Recipe (HF Trainer's defaults for GLUE-style fine-tuning): AdamW without decay on biases and
-LayerNorm scales, gradient clipping at 1, linear warm-up then linear decay to 0; evaluate on
-dev after every epoch, keep the best parameters, stop after `patience` epochs without
-improvement, and report the test sets with the best parameters.
+Recipe (HF Trainer's defaults for GLUE-style fine-tuning): the trainer's AdamW (`optim`: no
+decay on biases and LayerNorm scales, gradient clipping, linear warm-up then linear decay to
+0) with HF Trainer's betas and epsilon; evaluate on dev after every epoch, keep the best
+parameters, stop after `patience` epochs without improvement, and report the test sets with
+the best parameters.
 """
 
 from __future__ import annotations
@@ -20,9 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,31 +29,18 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from jaxdistil import modeling, optim
 from jaxdistil.config import ModelConfig
-from jaxdistil.evaluate import alignment, metrics, readers
-from jaxdistil.evaluate.readers import TaggedSentence, TextExample
+from jaxdistil.convert import check_tokenizer, save_hf
+from jaxdistil.evaluate.tasks import EncodedSplit, Split, prepare_data, task_kind
 from jaxdistil.losses import IGNORE_INDEX, masked_mean, per_token_cross_entropy
-from jaxdistil.train import TrainState, init_train_state
-from jaxdistil.train import make_optimizer as trainer_optimizer
 
-Example = TaggedSentence | TextExample
 Params = dict[str, Any]
 
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """What differs between tasks: the head, the metric that selects the best epoch."""
-
-    head: str  # a `convert.HEAD_ARCHITECTURES` key
-    primary_metric: str
-    tagged: bool  # TaggedSentence examples (else TextExample)
-
-
-TASKS: dict[str, TaskSpec] = {
-    "ner": TaskSpec("token_classification", "f1", tagged=True),
-    "pos": TaskSpec("token_classification", "accuracy", tagged=True),
-    "cls": TaskSpec("sequence_classification", "accuracy", tagged=False),
-}
+# HF Trainer's AdamW betas and epsilon (the distillation trainer uses RoBERTa's, run_config.py).
+ADAM_B1 = 0.9
+ADAM_B2 = 0.999
+ADAM_EPS = 1e-8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,22 +76,6 @@ class FinetuneConfig:
             raise ValueError("invalid FinetuneConfig: " + "; ".join(problems))
 
 
-class Split(NamedTuple):
-    """Examples and where they came from (a file path), for error messages and reports."""
-
-    name: str
-    examples: Sequence[Example]
-
-
-@dataclasses.dataclass(frozen=True)
-class EncodedSplit:
-    """Fixed-length arrays of one split, and the function scoring predictions on it."""
-
-    name: str
-    arrays: dict[str, np.ndarray]  # input_ids, attention_mask, labels
-    score: Callable[[np.ndarray], dict[str, float]]  # argmax ids (as `labels`) -> metrics
-
-
 @dataclasses.dataclass
 class FinetuneResult:
     """Best parameters (host numpy) and everything needed to use and export them."""
@@ -122,175 +91,21 @@ class FinetuneResult:
         return head_module(self.task, self.config, len(self.id2label))
 
 
-# ------------------------------------------------------------------------------ reading
-
-
-def read_split(
-    path: str,
-    task: str,
-    fmt: str = "auto",
-    *,
-    text_column: str = "sentence",
-    pair_column: str | None = None,
-    label_column: str = "label",
-) -> Split:
-    """One file as a Split: tagged formats for ner/pos, .tsv/.jsonl for cls.
-
-    POS from WikiNER reads its POS field; CoNLL-U gives UPOS; the other tagged formats
-    hold NER tags. The readers name the file and line of malformed input.
-    """
-    spec = _task_spec(task)
-    if spec.tagged:
-        options = {}
-        resolved = readers.guess_tagged_format(path) if fmt == "auto" else fmt
-        if task == "pos" and resolved == "wikiner":
-            options["tag_field"] = 1
-        examples: Sequence[Example] = readers.read_tagged(path, resolved, **options)
-    elif str(path).endswith(".jsonl"):
-        examples = readers.read_jsonl_examples(path, text_column, label_column, pair_column)
-    else:
-        examples = readers.read_tsv_examples(path, text_column, label_column, pair_column)
-    if not examples:
-        raise ValueError(f"{path}: no examples")
-    return Split(str(path), examples)
-
-
-def hf_task_splits(task: str, dev_fraction: float = 0.1) -> tuple[Split, Split, Split]:
-    """(train, dev, test) of a `readers.HF_TASKS` task from the Hub (online or cached).
-
-    FLUE CLS has no validation split: a seeded `dev_fraction` of train is held out as dev
-    (MultiFiT, which introduced CLS, also took 10 % of train as its dev set).
-    """
-    train = readers.load_hf_task(task, "train")
-    test = Split(f"{task}:test", readers.load_hf_task(task, "test"))
-    try:
-        return (
-            Split(f"{task}:train", train),
-            Split(f"{task}:validation", readers.load_hf_task(task, "validation")),
-            test,
-        )
-    except ValueError as error:
-        if "split" not in str(error).lower():
-            raise
-    order = np.random.default_rng(0).permutation(len(train))
-    cut = len(train) - max(1, int(dev_fraction * len(train)))
-    train_part = [train[i] for i in sorted(order[:cut])]
-    dev_part = [train[i] for i in sorted(order[cut:])]
-    return Split(f"{task}:train", train_part), Split(f"{task}:train (held out)", dev_part), test
-
-
-def tag_scheme(sentences: Sequence[TaggedSentence]) -> metrics.TagScheme:
-    """'iob1' when entities mostly start with I- (WikiNER, raw Europeana), else 'iob2'.
-
-    A majority, not a single occurrence: IOB2 corpora hold a few stray I- starts
-    (WikiNEuRal's val: 61 against 22 577 B- tags), and IOB1 ones use B- only between
-    adjacent same-type entities.
-    """
-    b_tags = i_starts = 0
-    for sentence in sentences:
-        previous = "O"
-        for tag in sentence.tags:
-            b_tags += tag.startswith("B-")
-            i_starts += tag.startswith("I-") and previous[2:] != tag[2:]
-            previous = tag
-    return "iob1" if i_starts > b_tags else "iob2"
-
-
-# ----------------------------------------------------------------------------- encoding
-
-
-def _task_spec(task: str) -> TaskSpec:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    return TASKS[task]
-
-
-def _score_tags(
-    predictions: np.ndarray,
-    *,
-    encoding: alignment.TaggedEncoding,
-    gold: list[list[str]],
-    id2label: Mapping[int, str],
-    task: str,
-    scheme: metrics.TagScheme,
-) -> dict[str, float]:
-    """Word-level scores: token accuracy, plus seqeval entity P/R/F1 for NER."""
-    predicted = alignment.decode_word_predictions(
-        predictions, encoding.word_ids, encoding.num_words, id2label, fill_label="O"
-    )
-    scores = {"accuracy": metrics.token_accuracy(gold, predicted)}
-    if task == "ner":
-        scores.update(metrics.entity_scores(gold, predicted, scheme=scheme))
-    scores["truncated_words"] = encoding.truncated_words
-    return scores
-
-
-def _score_labels(predictions: np.ndarray, *, gold: list[str], id2label: Mapping[int, str]) -> dict[str, float]:
-    predicted = [id2label[int(i)] for i in predictions]
-    return {"accuracy": metrics.accuracy(gold, predicted), "macro_f1": metrics.macro_f1(gold, predicted)}
-
-
-def encode_split(
-    split: Split,
-    task: str,
-    tokenizer: Any,
-    label_map: Mapping[str, int],
-    max_length: int,
-    scheme: metrics.TagScheme = "iob2",
-) -> EncodedSplit:
-    """Tokenise a split (labels checked against `label_map`) and bind its scorer."""
-    readers.check_labels_known(split.examples, dict(label_map), split.name)
-    id2label = {i: label for label, i in label_map.items()}
-    if _task_spec(task).tagged:
-        encoding = alignment.encode_tagged(split.examples, tokenizer, label_map, max_length)
-        score = functools.partial(
-            _score_tags,
-            encoding=encoding,
-            gold=[list(s.tags) for s in split.examples],
-            id2label=id2label,
-            task=task,
-            scheme=scheme,
-        )
-        return EncodedSplit(split.name, encoding.batch(), score)
-    arrays = alignment.encode_texts(split.examples, tokenizer, label_map, max_length)
-    score = functools.partial(_score_labels, gold=[e.label for e in split.examples], id2label=id2label)
-    return EncodedSplit(split.name, arrays, score)
-
-
-def _check_example_types(task: str, splits: Sequence[Split]) -> None:
-    """Tagged sentences for ner/pos, text examples for cls: a mix-up is a caller bug."""
-    expected = TaggedSentence if _task_spec(task).tagged else TextExample
-    for split in splits:
-        if not split.examples:
-            raise ValueError(f"{split.name}: no examples")
-        if not isinstance(split.examples[0], expected):
-            raise TypeError(
-                f"{split.name}: task {task!r} needs {expected.__name__} examples, "
-                f"got {type(split.examples[0]).__name__}"
-            )
-
-
 # ------------------------------------------------------------------------- model, steps
 
 
 def head_module(task: str, config: ModelConfig, num_labels: int) -> nn.Module:
-    from jaxdistil import modeling
-
-    if _task_spec(task).head == "token_classification":
-        return modeling.TokenClassifier(config, num_labels)
-    return modeling.SequenceClassifier(config, num_labels)
+    return modeling.model_with_head(config, task_kind(task).head, num_labels)
 
 
 def init_finetune_params(module: nn.Module, body_params: Mapping[str, Any], rng: jax.Array) -> Params:
     """A fresh head on the `roberta` body of any pretrained params (masked LM or classifier)."""
-    from jaxdistil.modeling import init_params
-
     if "roberta" not in body_params:
         raise ValueError(
             f"the pretrained params have no 'roberta' body (top-level keys "
             f"{sorted(body_params)}); pass a masked-LM or classifier parameter tree"
         )
-    fresh = init_params(module, rng)
+    fresh = modeling.init_params(module, rng)
     body = body_params["roberta"]
     expected = jax.tree.map(np.shape, fresh["roberta"])
     if jax.tree.structure(body) != jax.tree.structure(fresh["roberta"]) or jax.tree.map(np.shape, body) != expected:
@@ -302,20 +117,17 @@ def init_finetune_params(module: nn.Module, body_params: Mapping[str, Any], rng:
     return {**fresh, "roberta": body}
 
 
-def make_optimizer(cfg: FinetuneConfig, num_steps: int) -> optax.GradientTransformation:
-    """The trainer's AdamW (clipping, no decay on biases/LayerNorm, linear warm-up then decay
-    to 0) with HF Trainer's fine-tuning betas and epsilon."""
-    return trainer_optimizer(
-        types.SimpleNamespace(
-            steps=num_steps,
-            learning_rate=cfg.learning_rate,
-            warmup_steps=int(cfg.warmup_ratio * num_steps),
-            weight_decay=cfg.weight_decay,
-            adam_b1=0.9,
-            adam_b2=0.999,
-            adam_eps=1e-8,
-            max_grad_norm=cfg.max_grad_norm,
-        )
+def optimizer_for_finetuning(cfg: FinetuneConfig, num_steps: int) -> optim.Optimizer:
+    """The trainer's AdamW over `num_steps`, warming up for `cfg.warmup_ratio` of them."""
+    return optim.make_optimizer(
+        learning_rate=cfg.learning_rate,
+        warmup_steps=int(cfg.warmup_ratio * num_steps),
+        total_steps=num_steps,
+        weight_decay=cfg.weight_decay,
+        b1=ADAM_B1,
+        b2=ADAM_B2,
+        eps=ADAM_EPS,
+        max_grad_norm=cfg.max_grad_norm,
     )
 
 
@@ -325,12 +137,12 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(
-    state: TrainState,
+    state: optim.TrainState,
     batch: Mapping[str, jax.Array],
     *,
     module: nn.Module,
-    optimizer: optax.GradientTransformation,
-) -> tuple[TrainState, dict[str, jax.Array]]:
+    tx: optax.GradientTransformation,
+) -> tuple[optim.TrainState, dict[str, jax.Array]]:
     """One AdamW step on one batch; dropout is on, keyed by the step so runs replay exactly."""
     dropout_rng = jax.random.fold_in(state.rng, state.step)
 
@@ -345,7 +157,7 @@ def train_step(
         return classification_loss(logits, batch["labels"])
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
@@ -400,36 +212,16 @@ def _host_copy(tree: Params) -> Params:
 # ----------------------------------------------------------------------------- the loop
 
 
-@dataclasses.dataclass(frozen=True)
-class PreparedData:
-    """A task's splits encoded with one label map (from the whole training set)."""
-
-    label_map: dict[str, int]
-    train: EncodedSplit
-    dev: EncodedSplit
-    tests: list[EncodedSplit]
-
-
-def prepare_data(
-    task: str, tokenizer: Any, train: Split, dev: Split, tests: Sequence[Split], cfg: FinetuneConfig
-) -> PreparedData:
-    """Labels from all of `train` (before `max_train_examples` slicing), then every split
-    encoded; a dev/test label unseen in training raises ValueError naming its split."""
-    _check_example_types(task, [train, dev, *tests])
-    label_map = readers.build_label_map(train.examples)
-    scheme = tag_scheme(train.examples) if task == "ner" else "iob2"
-
-    def encode(split: Split, limit: int | None) -> EncodedSplit:
-        return encode_split(
-            Split(split.name, split.examples[:limit]), task, tokenizer, label_map, cfg.max_length, scheme
-        )
-
-    return PreparedData(
-        label_map,
-        encode(train, cfg.max_train_examples),
-        encode(dev, cfg.max_eval_examples),
-        [encode(t, cfg.max_eval_examples) for t in tests],
-    )
+def _train_epoch(
+    step_fn: Callable, state: optim.TrainState, batches: Iterator[dict[str, np.ndarray]], bar: tqdm
+) -> tuple[optim.TrainState, float]:
+    """One pass over `batches`; the state after it and the mean training loss."""
+    losses = []
+    for batch in batches:
+        state, step_metrics = step_fn(state, batch)
+        losses.append(step_metrics["loss"])
+        bar.update()
+    return state, float(np.mean(jax.device_get(losses)))
 
 
 def finetune(
@@ -449,21 +241,28 @@ def finetune(
     tokenizer must be the model's (checked). Deterministic given `cfg.seed`: it seeds the
     head, the shuffling and the dropout.
     """
-    from jaxdistil.convert import check_tokenizer
-
-    spec = _task_spec(task)
+    primary = task_kind(task).primary_metric
     config, pretrained = model
     check_tokenizer(tokenizer, config)
     if cfg.max_length > config.max_sequence_length:
         raise ValueError(f"max_length={cfg.max_length} exceeds the model's {config.max_sequence_length} positions")
-    data = prepare_data(task, tokenizer, train, dev, tests, cfg)
+    data = prepare_data(
+        task,
+        tokenizer,
+        train,
+        dev,
+        tests,
+        max_length=cfg.max_length,
+        max_train_examples=cfg.max_train_examples,
+        max_eval_examples=cfg.max_eval_examples,
+    )
     module = head_module(task, config, len(data.label_map))
     params = init_finetune_params(module, pretrained, jax.random.fold_in(jax.random.key(cfg.seed), 0))
     num_train = len(data.train.arrays["input_ids"])
     steps_per_epoch = math.ceil(num_train / cfg.batch_size)
-    optimizer = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
-    state = init_train_state(params, optimizer, cfg.seed)
-    step_fn = jax.jit(functools.partial(train_step, module=module, optimizer=optimizer), donate_argnums=0)
+    tx = optimizer_for_finetuning(cfg, steps_per_epoch * cfg.epochs).tx
+    state = optim.init_train_state(params, tx, cfg.seed)
+    step_fn = jax.jit(functools.partial(train_step, module=module, tx=tx), donate_argnums=0)
     predict_fn = jax.jit(functools.partial(predict_step, module=module))
 
     def evaluate(params: Params, split: EncodedSplit) -> dict[str, float]:
@@ -474,26 +273,16 @@ def finetune(
     shuffle = np.random.default_rng(cfg.seed)
     bar = tqdm(total=steps_per_epoch * cfg.epochs, desc=f"{task} seed {cfg.seed}", unit="step", disable=not progress)
     for epoch in range(1, cfg.epochs + 1):
-        losses = []
-        for batch in iter_batches(
-            data.train.arrays, cfg.batch_size, config.pad_token_id, shuffle.permutation(num_train)
-        ):
-            state, step_metrics = step_fn(state, batch)
-            losses.append(step_metrics["loss"])
-            bar.update()
-        train_loss = float(np.mean(jax.device_get(losses)))
+        order = shuffle.permutation(num_train)
+        batches = iter_batches(data.train.arrays, cfg.batch_size, config.pad_token_id, order)
+        state, train_loss = _train_epoch(step_fn, state, batches, bar)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"non-finite training loss in epoch {epoch}: lower the learning rate")
         dev_scores = evaluate(state.params, data.dev)
         history.append({"epoch": epoch, "train_loss": train_loss, "dev": dev_scores})
-        bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", dev=f"{dev_scores[spec.primary_metric]:.4f}")
-        if dev_scores[spec.primary_metric] > best["score"]:
-            best = {
-                "score": dev_scores[spec.primary_metric],
-                "epoch": epoch,
-                "params": _host_copy(state.params),
-                "dev": dev_scores,
-            }
+        bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", dev=f"{dev_scores[primary]:.4f}")
+        if dev_scores[primary] > best["score"]:
+            best = {"score": dev_scores[primary], "epoch": epoch, "params": _host_copy(state.params), "dev": dev_scores}
         elif epoch - best["epoch"] >= cfg.patience:
             break
     bar.close()
@@ -501,7 +290,7 @@ def finetune(
     results = {
         "task": task,
         "seed": cfg.seed,
-        "primary_metric": spec.primary_metric,
+        "primary_metric": primary,
         "train_examples": num_train,
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
@@ -509,8 +298,7 @@ def finetune(
         "test": {s.name: evaluate(best["params"], s) for s in data.tests},
         "history": history,
     }
-    id2label = {i: label for label, i in data.label_map.items()}
-    return FinetuneResult(task, config, best["params"], id2label, results)
+    return FinetuneResult(task, config, best["params"], data.id2label, results)
 
 
 # -------------------------------------------------------------------------- export, report
@@ -518,8 +306,6 @@ def finetune(
 
 def export_hf(result: FinetuneResult, out_dir: str, tokenizer: Any = None):
     """An HF directory `CamembertFor{Token,Sequence}Classification` with id2label/label2id."""
-    from jaxdistil.convert import save_hf
-
     return save_hf(result.config, result.params, out_dir, tokenizer, id2label=result.id2label)
 
 

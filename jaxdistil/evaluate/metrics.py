@@ -77,6 +77,7 @@ def entity_scores(
     With scheme="iob1" both sides are converted to IOB2 first, so an entity that starts with
     `I-` and two adjacent same-type entities split by `B-` are read as IOB1 means them.
     """
+    # Lazy: seqeval imports scikit-learn (seconds), which only NER scoring needs.
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     _check_same_shape(gold, pred)

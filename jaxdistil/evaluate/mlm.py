@@ -29,24 +29,29 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxdistil.config import ModelConfig
-from jaxdistil.data import pipeline, tokenize
+from jaxdistil.data import corpus, pipeline, tokenize
 from jaxdistil.data.masking import mask_tokens
 from jaxdistil.losses import IGNORE_INDEX, per_token_cross_entropy, per_token_kl
+from jaxdistil.modeling import MaskedLM, count_params
 
 Params = dict[str, Any]
 Model = tuple[ModelConfig, Params]
 
+BATCH_SIZE = 16  # held-out blocks per evaluation step
+MASKING_SEED = 0
+FILL_MASK_TOP_K = 5  # HF pipeline("fill-mask")'s default
+
 
 @dataclasses.dataclass(frozen=True)
-class MaskingSpec:
+class EvalMasking:
     """How held-out blocks are masked (BERT's 80/10/10 at `mlm_probability`)."""
 
     mask_token_id: int
     special_token_ids: tuple[int, ...]
-    mlm_probability: float = 0.15
+    mlm_probability: float
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, mlm_probability: float = 0.15) -> MaskingSpec:
+    def from_tokenizer(cls, tokenizer: Any, mlm_probability: float) -> EvalMasking:
         if tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer has no mask token: it cannot be used for masked-LM evaluation")
         specials = tuple(sorted(set(int(i) for i in tokenizer.all_special_ids)))
@@ -59,17 +64,17 @@ def batch_key(seed: int, batch_index: int) -> jax.Array:
 
 
 def mask_batch(
-    batch: Mapping[str, jax.Array], rng: jax.Array, spec: MaskingSpec, vocab_size: int
+    batch: Mapping[str, jax.Array], rng: jax.Array, masking: EvalMasking, vocab_size: int
 ) -> tuple[jax.Array, jax.Array]:
     """(masked input ids, labels with IGNORE_INDEX off the chosen positions)."""
     return mask_tokens(
         rng,
         batch["input_ids"],
         batch["attention_mask"],
-        mask_token_id=spec.mask_token_id,
-        special_token_ids=spec.special_token_ids,
+        mask_token_id=masking.mask_token_id,
+        special_token_ids=masking.special_token_ids,
         vocab_size=vocab_size,
-        mlm_probability=spec.mlm_probability,
+        mlm_probability=masking.mlm_probability,
     )
 
 
@@ -81,10 +86,10 @@ def mlm_eval_step(
     *,
     module: Any,
     teacher_module: Any,
-    spec: MaskingSpec,
+    masking: EvalMasking,
 ) -> dict[str, jax.Array]:
     """Sums over the masked tokens of one batch (see the module docstring)."""
-    input_ids, labels = mask_batch(batch, rng, spec, module.config.vocab_size)
+    input_ids, labels = mask_batch(batch, rng, masking, module.config.vocab_size)
     selected = labels != IGNORE_INDEX
     logits = module.apply({"params": params}, input_ids, batch["attention_mask"]).logits
     predicted = jnp.argmax(logits, axis=-1)
@@ -130,17 +135,15 @@ def _check_pair(model: ModelConfig, teacher: ModelConfig) -> None:
 def evaluate_mlm(
     model: Model,
     blocks: np.ndarray,
-    spec: MaskingSpec,
+    masking: EvalMasking,
     *,
-    batch_size: int = 16,
-    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+    seed: int = MASKING_SEED,
     teacher: Model | None = None,
     progress: bool = False,
     desc: str = "mlm eval",
 ) -> dict[str, float]:
     """MLM metrics of `model` on (N, seq_len) blocks; agreement and KL when `teacher` is given."""
-    from jaxdistil.modeling import MaskedLM
-
     config, params = model
     if blocks.ndim != 2 or len(blocks) == 0:
         raise ValueError(f"expected a non-empty (N, seq_len) array of blocks, got shape {blocks.shape}")
@@ -155,7 +158,8 @@ def evaluate_mlm(
     if teacher is not None:
         _check_pair(config, teacher[0])
         teacher_module, teacher_params = MaskedLM(teacher[0]), teacher[1]
-    step = jax.jit(functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module, spec=spec))
+    step = jax.jit(functools.partial(mlm_eval_step, module=MaskedLM(config), teacher_module=teacher_module,
+                                     masking=masking))
     batches = pipeline.make_eval_batches(
         blocks, global_batch_size=batch_size, pad_id=config.pad_token_id, process_index=0, process_count=1
     )
@@ -171,16 +175,14 @@ def evaluate_mlm(
 def compare_models(
     models: Mapping[str, Model],
     blocks: np.ndarray,
-    spec: MaskingSpec,
+    masking: EvalMasking,
     *,
     teacher: tuple[str, Model] | None = None,
-    batch_size: int = 16,
-    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+    seed: int = MASKING_SEED,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per model (the teacher first): name, params, MLM metrics, agreement/KL vs teacher."""
-    from jaxdistil.cli import count_params
-
     reference = teacher[1] if teacher else None
     entries = [(teacher[0], "teacher", teacher[1], None)] if teacher else []
     entries += [(name, "model", model, reference) for name, model in models.items()]
@@ -189,7 +191,7 @@ def compare_models(
         scores = evaluate_mlm(
             model,
             blocks,
-            spec,
+            masking,
             batch_size=batch_size,
             seed=seed,
             teacher=against,
@@ -220,8 +222,6 @@ def blocks_from_texts(texts: Iterable[str], tokenizer: Any, seq_len: int, max_bl
 
 def load_eval_blocks(paths: Sequence[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None) -> np.ndarray:
     """Held-out blocks from one token-shard directory (scripts/prepare_data.py) or text files."""
-    from jaxdistil.data import corpus
-
     if len(paths) == 1 and (pathlib.Path(paths[0]) / tokenize.META_FILE).is_file():
         blocks, meta = tokenize.read_shards(paths[0], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer))
         count = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
@@ -234,12 +234,12 @@ def load_eval_blocks(paths: Sequence[str], tokenizer: Any, seq_len: int, max_blo
 
 @functools.partial(jax.jit, static_argnums=0)
 def _mlm_logits(config: ModelConfig, params: Params, input_ids: jax.Array) -> jax.Array:
-    from jaxdistil.modeling import MaskedLM
-
     return MaskedLM(config).apply({"params": params}, input_ids).logits
 
 
-def fill_mask(model: Model, tokenizer: Any, text: str, top_k: int = 5) -> list[dict] | list[list[dict]]:
+def fill_mask(
+    model: Model, tokenizer: Any, text: str, top_k: int = FILL_MASK_TOP_K
+) -> list[dict] | list[list[dict]]:
     """Top-k fillers of each `<mask>` in `text`, shaped as HF `pipeline("fill-mask")`'s answer.
 
     One mask: a list of {score, token, token_str, sequence}; several masks: one such list

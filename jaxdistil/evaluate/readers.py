@@ -12,7 +12,7 @@ import csv
 import json
 import pathlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,10 @@ PathLike = str | pathlib.Path
 TAGGED_FORMATS = ("wikiner", "conllu", "wikineural", "europeana", "columns")
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 SENTENCE_FINAL_TOKENS = frozenset({".", "!", "?", "...", "…"})
+MAX_SEGMENT_WORDS = 128  # longest sentence cut out of an unsegmented stream (Europeana)
+# Header names of a GLUE/FLUE-style classification TSV.
+TEXT_COLUMN = "sentence"
+LABEL_COLUMN = "label"
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,12 @@ def _column_index(column: int | str) -> int:
         raise ValueError(f"unknown CoNLL-U column {column!r}; expected one of {CONLLU_COLUMNS}") from None
 
 
-def read_conllu(path: PathLike, column: int | str = "upos") -> list[TaggedSentence]:
-    """CoNLL-U (Universal Dependencies): FORM and one tag column, UPOS by default.
+def _read_sentences(path: PathLike, parse: Callable[[int, str], tuple[str, str] | None]) -> list[TaggedSentence]:
+    """Sentences of a one-token-a-line file, a blank line ending each sentence.
 
-    Only syntactic words are kept: comment lines, multi-word token ranges (`1-2 au`) and
-    empty nodes (`1.1`) are skipped, so `au` appears as its words `à` + `le` with their tags.
+    `parse(line_number, line)` turns a non-blank line into `(token, tag)`, or None for a
+    line that holds no word (a comment, a multi-word token range).
     """
-    tag_index = _column_index(column)
     sentences: list[TaggedSentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -105,21 +108,37 @@ def read_conllu(path: PathLike, column: int | str = "upos") -> list[TaggedSenten
                 sentences.append(TaggedSentence(tokens, tags))
                 tokens, tags = [], []
             continue
+        parsed = parse(number, line)
+        if parsed is not None:
+            tokens.append(parsed[0])
+            tags.append(parsed[1])
+    if tokens:
+        sentences.append(TaggedSentence(tokens, tags))
+    return sentences
+
+
+def read_conllu(path: PathLike, column: int | str = "upos") -> list[TaggedSentence]:
+    """CoNLL-U (Universal Dependencies): FORM and one tag column, UPOS by default.
+
+    Only syntactic words are kept: comment lines, multi-word token ranges (`1-2 au`) and
+    empty nodes (`1.1`) are skipped, so `au` appears as its words `à` + `le` with their tags.
+    """
+    tag_index = _column_index(column)
+
+    def parse(number: int, line: str) -> tuple[str, str] | None:
         if line.startswith("#"):
-            continue
+            return None
         fields = line.split("\t")
         if len(fields) != len(CONLLU_COLUMNS):
             raise ValueError(f"{path}:{number}: expected 10 tab-separated columns, got {len(fields)}")
         word_id = fields[0]
         if "-" in word_id or "." in word_id:
-            continue
+            return None
         if not word_id.isdigit():
             raise ValueError(f"{path}:{number}: malformed word id {word_id!r}")
-        tokens.append(fields[1])
-        tags.append(fields[tag_index])
-    if tokens:
-        sentences.append(TaggedSentence(tokens, tags))
-    return sentences
+        return fields[1], fields[tag_index]
+
+    return _read_sentences(path, parse)
 
 
 def read_columns(
@@ -135,18 +154,12 @@ def read_columns(
     whose tokens may contain spaces. Every non-blank line must have the same number of fields
     as the first one, since a changing count usually means a broken file.
     """
-    sentences: list[TaggedSentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
     expected_fields: int | None = None
-    for number, line in _lines(path):
-        if not line.strip():
-            if tokens:
-                sentences.append(TaggedSentence(tokens, tags))
-                tokens, tags = [], []
-            continue
+
+    def parse(number: int, line: str) -> tuple[str, str] | None:
+        nonlocal expected_fields
         if comment_prefix is not None and line.startswith(comment_prefix):
-            continue
+            return None
         fields = line.split(delimiter)
         if expected_fields is None:
             expected_fields = len(fields)
@@ -155,16 +168,13 @@ def read_columns(
                 f"{path}:{number}: expected {expected_fields} columns, got {len(fields)}: {line!r}"
             )
         try:
-            token, tag = fields[token_column], fields[tag_column]
+            return fields[token_column], fields[tag_column]
         except IndexError:
             raise ValueError(
                 f"{path}:{number}: no column {token_column} or {tag_column} in {line!r}"
             ) from None
-        tokens.append(token)
-        tags.append(tag)
-    if tokens:
-        sentences.append(TaggedSentence(tokens, tags))
-    return sentences
+
+    return _read_sentences(path, parse)
 
 
 def read_wikineural(path: PathLike) -> list[TaggedSentence]:
@@ -172,7 +182,7 @@ def read_wikineural(path: PathLike) -> list[TaggedSentence]:
     return read_columns(path, token_column=1, tag_column=2, delimiter="\t")
 
 
-def split_long_segment(sentence: TaggedSentence, max_words: int = 128) -> list[TaggedSentence]:
+def split_long_segment(sentence: TaggedSentence, max_words: int = MAX_SEGMENT_WORDS) -> list[TaggedSentence]:
     """Cut a run of words into sentences, never inside an entity.
 
     A sentence ends after a sentence-final token (`.`, `!`, `?`, `...`) tagged `O`, or after
@@ -194,7 +204,7 @@ def split_long_segment(sentence: TaggedSentence, max_words: int = 128) -> list[T
     return pieces
 
 
-def read_europeana(path: PathLike, max_words: int = 128, to_iob2: bool = True) -> list[TaggedSentence]:
+def read_europeana(path: PathLike, max_words: int = MAX_SEGMENT_WORDS, to_iob2: bool = True) -> list[TaggedSentence]:
     """Europeana Newspapers NER: `token tag` per line, IOB1, (almost) no blank lines.
 
     The file is one stream of OCR'd newspaper pages, so sentences are recovered with
@@ -271,8 +281,8 @@ def read_tagged(path: PathLike, fmt: str = "auto", **options: Any) -> list[Tagge
 
 def read_tsv_examples(
     path: PathLike,
-    text_column: str = "sentence",
-    label_column: str = "label",
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
     pair_column: str | None = None,
     delimiter: str = "\t",
 ) -> list[TextExample]:
@@ -299,7 +309,7 @@ def read_tsv_examples(
 def read_jsonl_examples(
     path: PathLike,
     text_field: str = "text",
-    label_field: str = "label",
+    label_field: str = LABEL_COLUMN,
     pair_field: str | None = None,
 ) -> list[TextExample]:
     """One JSON object a line; labels are turned into strings so every source agrees."""
@@ -317,20 +327,20 @@ def read_jsonl_examples(
 
 
 @dataclass(frozen=True)
-class HFTaskSpec:
+class HubTask:
     """Where a classification task lives on the HF Hub and which fields hold text and label."""
 
-    name: str
+    dataset: str  # `datasets.load_dataset` name
     config: str | None
     text_fields: tuple[str, ...]
     label_field: str
 
 
-HF_TASKS: dict[str, HFTaskSpec] = {
+HF_TASKS: dict[str, HubTask] = {
     # The three classification tasks reported for DistilCamemBERT.
-    "flue_cls": HFTaskSpec("flue", "CLS", ("text",), "label"),
-    "pawsx_fr": HFTaskSpec("paws-x", "fr", ("sentence1", "sentence2"), "label"),
-    "xnli_fr": HFTaskSpec("xnli", "fr", ("premise", "hypothesis"), "label"),
+    "flue_cls": HubTask("flue", "CLS", ("text",), "label"),
+    "pawsx_fr": HubTask("paws-x", "fr", ("sentence1", "sentence2"), "label"),
+    "xnli_fr": HubTask("xnli", "fr", ("premise", "hypothesis"), "label"),
 }
 
 
@@ -378,8 +388,8 @@ def load_hf_task(task: str, split: str) -> list[TextExample]:
     """Load one of `HF_TASKS` by its short name (what configs refer to)."""
     if task not in HF_TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(HF_TASKS)}")
-    spec = HF_TASKS[task]
-    return load_hf_classification(spec.name, spec.config, split, spec.text_fields, spec.label_field)
+    hub_task = HF_TASKS[task]
+    return load_hf_classification(hub_task.dataset, hub_task.config, split, hub_task.text_fields, hub_task.label_field)
 
 
 # ---------------------------------------------------------------------------- label vocab
