@@ -64,6 +64,51 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: TrainSta
     return TrainState(**restored["state"])
 
 
+class NoReadableCheckpoint(ValueError):
+    """Every checkpoint of a workdir failed to restore."""
+
+
+def restore_newest_readable(workdir: Workdir, keep: int, abstract_state: TrainState, data_iter: Any
+                            ) -> tuple[ocp.CheckpointManager, TrainState | None, list[int]]:
+    """(manager, the newest checkpoint that restores or None for a new run, the steps moved aside).
+
+    A checkpoint that cannot be read (truncated file, lost metadata or iterator state) is moved
+    to `checkpoints.unreadable/` with a warning, and the next older one is tried: a corrupt
+    latest checkpoint costs the steps since the previous one, not the run.
+    """
+    moved: list[int] = []
+    while True:
+        manager = checkpoint_manager(workdir.root, keep=keep)
+        step = manager.latest_step()
+        if step is None:
+            if moved or workdir.unreadable_checkpoints.is_dir():
+                manager.close()
+                raise NoReadableCheckpoint(
+                    f"no checkpoint in {workdir.checkpoints} can be read (unreadable ones are in "
+                    f"{workdir.unreadable_checkpoints}); the run cannot resume. To start it again from step 0, "
+                    f"delete {workdir.unreadable_checkpoints}")
+            return manager, None, moved
+        try:
+            return manager, restore_train_state(manager, abstract_state, data_iter), moved
+        except Exception as e:  # Orbax, TensorStore and grain each raise their own types
+            manager.close()
+            destination = _move_aside(workdir, step)
+            log.warning("checkpoint %d cannot be read (%s: %s); moved it to %s and trying the previous one",
+                        step, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "", destination)
+            moved.append(step)
+
+
+def _move_aside(workdir: Workdir, step: int) -> pathlib.Path:
+    workdir.unreadable_checkpoints.mkdir(exist_ok=True)
+    destination = workdir.unreadable_checkpoints / str(step)
+    suffix = 1
+    while destination.exists():
+        destination = workdir.unreadable_checkpoints / f"{step}.{suffix}"
+        suffix += 1
+    (workdir.checkpoints / str(step)).rename(destination)
+    return destination
+
+
 def load_student_from_workdir(workdir: str | os.PathLike, step: int | None = None
                               ) -> tuple[ModelConfig, dict, int]:
     """The student `(config, params, step)` of a training workdir (latest step by default)."""

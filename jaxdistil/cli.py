@@ -66,6 +66,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # One warning per NaN scalar written to TensorBoard; the trainer reports a divergence itself.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 
 def fail(error: BaseException | str) -> int:

@@ -234,6 +234,12 @@ def save_hf(config: ModelConfig, params: Mapping[str, Any], out_dir: str | os.Pa
     """
     from safetensors.numpy import save_file
 
+    state = params_to_state_dict(params)
+    non_finite = [k for k, v in state.items() if not np.isfinite(v).all()]
+    if non_finite:
+        raise ValueError(f"refusing to export: {len(non_finite)} of {len(state)} tensors hold NaN or Inf "
+                         f"(first: {non_finite[0]}); the model diverged. Export an earlier checkpoint "
+                         "(conversion/to_pytorch.py --step N)")
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if "lm_head" in params:
@@ -249,7 +255,6 @@ def save_hf(config: ModelConfig, params: Mapping[str, Any], out_dir: str | os.Pa
                  "label2id": {str(v): int(i) for i, v in labels.items()}}
     if tokenizer is not None:
         check_tokenizer(tokenizer, config)
-    state = params_to_state_dict(params)
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config.to_hf_config(HEAD_ARCHITECTURES[head], **extra).save_pretrained(str(out))
     if tokenizer is not None:

@@ -1,10 +1,11 @@
 """`run(config, workdir)`: the whole distillation (or MLM pre-training) job.
 
-`run` reads as its phases: resolve the inputs (`inputs.prepare_inputs`, which checks
-everything that can be wrong before any long work), compile the step (`step.compile_step`),
-restore the latest checkpoint or initialise, train with the periodic actions (log, held-out
-evaluation, checkpoint), export. Re-running with the same workdir resumes from the latest
-checkpoint; SIGTERM/SIGINT (preemption) checkpoints before stopping.
+`run` reads as its phases: take the workdir's lock, check the settings against the run it holds
+(`run_record`), resolve the inputs (`inputs.check_settings` and `build_inputs`, which check
+everything that can be wrong before any long work), compile the step (`step.compile_step`), restore the newest
+readable checkpoint or initialise, train with the periodic actions (log, held-out evaluation,
+checkpoint, each behind a check that the loss is finite), export. Re-running with the same
+workdir resumes; SIGTERM/SIGINT (preemption) checkpoints before stopping.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import pathlib
 import signal
 import time
@@ -24,16 +26,17 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from jaxdistil import sharding
-from jaxdistil.checkpoint import checkpoint_manager, restore_train_state, save_train_state
+from jaxdistil.checkpoint import restore_newest_readable, save_train_state
 from jaxdistil.convert import save_hf
 from jaxdistil.data.masking import token_weights_from_counts
 from jaxdistil.data.pipeline import make_eval_batches, make_train_iterator
 from jaxdistil.evaluate.mlm import EvalMasking, batch_key, metrics_from_sums, mlm_eval_step
-from jaxdistil.inputs import RunInputs, prepare_inputs
-from jaxdistil.metric_writer import MetricWriter, host_scalars
+from jaxdistil.inputs import RunInputs, build_inputs, check_settings, check_workdir
+from jaxdistil.metric_writer import MetricWriter, host_scalars, last_logged
 from jaxdistil.optim import TrainState
+from jaxdistil.run_record import check_resume, record_event, record_invocation, record_settings
 from jaxdistil.step import CompiledStep, compile_step
-from jaxdistil.workdir import Workdir
+from jaxdistil.workdir import Workdir, WorkdirLock
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +47,49 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
     `config.train.prng_impl` (e.g. "rbg") scopes JAX's PRNG implementation to this run: masking
     and dropout draw from it (a scoped setting, so the process's default is left as it was).
     """
+    workdir = Workdir(workdir)
     impl = config.train.prng_impl
+    primary = jax.process_index() == 0
     with jax.default_prng_impl(impl) if impl else contextlib.nullcontext():
-        inputs = prepare_inputs(config, Workdir(workdir))
-        compiled = compile_step(config, inputs.student_config, inputs.teacher_config, inputs.tokenizer)
-        data_iter = make_train_iterator(inputs.train_blocks, global_batch_size=config.train.batch_size,
-                                        seed=config.data.seed, pad_id=inputs.tokenizer.pad_token_id)
-        manager = checkpoint_manager(inputs.workdir.root, keep=config.train.keep_checkpoints)
-        state = restore_or_init(compiled, manager, data_iter, inputs.student_init)
-        last, state = train(config, inputs, compiled, state, data_iter, manager)
-        manager.close()
-        if config.export_hf and int(jax.device_get(state.step)) >= config.train.steps and jax.process_index() == 0:
-            save_hf(inputs.student_config, jax.device_get(state.params), inputs.workdir.hf_export, inputs.tokenizer)
-        return last
+        holdout = check_settings(config)  # before anything is written
+        check_workdir(workdir)
+        with WorkdirLock(workdir) if primary else contextlib.nullcontext():
+            changed = check_resume(config, workdir)
+            if primary:
+                record_settings(config, workdir)
+            inputs = build_inputs(config, workdir, holdout)
+            compiled = compile_step(config, inputs.student_config, inputs.teacher_config, inputs.tokenizer)
+            data_iter = make_train_iterator(inputs.train_blocks, global_batch_size=config.train.batch_size,
+                                            seed=config.data.seed, pad_id=inputs.tokenizer.pad_token_id)
+            manager, state, resumed_from = restore_or_init(config, inputs, compiled, data_iter)
+            if primary:
+                record_invocation(workdir, changed, resumed_from)
+            try:
+                if resumed_from is not None and resumed_from >= config.train.steps:
+                    log.info("already complete at step %d of %d", resumed_from, config.train.steps)
+                    last = last_logged(workdir)
+                else:
+                    last, state = train(config, inputs, compiled, state, data_iter, manager)
+            finally:
+                manager.close()
+            if config.export_hf and int(jax.device_get(state.step)) >= config.train.steps and primary:
+                save_hf(inputs.student_config, jax.device_get(state.params), workdir.hf_export, inputs.tokenizer)
+            return last
 
 
-def restore_or_init(compiled: CompiledStep, manager: ocp.CheckpointManager, data_iter: Any,
-                    student_init: Any) -> TrainState:
-    """The latest checkpoint (moving `data_iter` to it), else the initial state."""
-    if manager.latest_step() is not None:
-        state = restore_train_state(manager, compiled.sharded_abstract_state(), data_iter)
-        log.info("resumed from step %d", int(state.step))
-        return state
-    return compiled.init_state(student_init)
+def restore_or_init(config: Any, inputs: RunInputs, compiled: CompiledStep, data_iter: Any
+                    ) -> tuple[ocp.CheckpointManager, TrainState, int | None]:
+    """(manager, state, the step resumed from or None): the newest readable checkpoint, moving
+    `data_iter` to it, else the initial state."""
+    manager, state, moved = restore_newest_readable(
+        inputs.workdir, config.train.keep_checkpoints, compiled.sharded_abstract_state(), data_iter)
+    if state is None:
+        return manager, compiled.init_state(inputs.student_init), None
+    step = int(jax.device_get(state.step))
+    if moved:
+        log.warning("fell back from step %d to step %d: the newer checkpoints could not be read", moved[0], step)
+    log.info("resumed from step %d of %d", step, config.train.steps)
+    return manager, state, step
 
 
 @dataclasses.dataclass
@@ -101,13 +124,21 @@ class HeldOutEval:
                 "eval/perplexity": metrics["perplexity"]}
 
 
+class Diverged(ValueError):
+    """The loss or the gradient norm became NaN or Inf."""
+
+
 class StepLog:
-    """Step metrics kept on the device until the next log (one host sync per log), and throughput
-    counted from after the first step, which compiles."""
+    """Step metrics kept on the device until they are needed on the host (at each log, and before
+    each checkpoint: one host sync per log or save, none per step), checked finite there, and the
+    throughput counted from after the first step, which compiles."""
+
+    CHECKED = ("loss/total", "opt/grad_norm")
 
     def __init__(self, writer: MetricWriter, start_step: int):
         self.writer = writer
-        self.pending: list[tuple[int, Any]] = []
+        self.pending: list[tuple[int, Any]] = []  # device metrics not yet fetched
+        self.fetched: list[tuple[int, dict[str, float]]] = []  # fetched and checked, not yet written
         self.timer_start: float | None = None
         self.timed_tokens = 0.0
         self.first_timed = start_step + 1
@@ -118,22 +149,44 @@ class StepLog:
             jax.block_until_ready(metrics)
             self.timer_start = time.perf_counter()
 
+    def check_finite(self) -> None:
+        """Fetches the pending steps; on the first non-finite one, writes the steps up to it and raises."""
+        for step, metrics in self.pending:
+            scalars = host_scalars(metrics)
+            self.fetched.append((step, scalars))
+            bad = {k: scalars[k] for k in self.CHECKED if not math.isfinite(scalars[k])}
+            if bad:
+                self.pending = []
+                self.write_fetched()
+                raise Diverged(step, bad)
+        self.pending = []
+
+    def write_fetched(self) -> None:
+        for s, sc in self.fetched:
+            self.writer.write(s, sc)
+        self.fetched = []
+
     def flush(self) -> dict[str, float]:
         """Writes every pending step; returns the last one's scalars with `perf/tokens_per_s`."""
-        scalars = [(s, host_scalars(m)) for s, m in self.pending]
-        self.pending = []
-        self.timed_tokens += sum(sc["data/tokens"] for s, sc in scalars if s > self.first_timed)
-        last = scalars[-1][1]
+        self.check_finite()
+        rows = self.fetched
+        self.timed_tokens += sum(sc["data/tokens"] for s, sc in rows if s > self.first_timed)
+        last = rows[-1][1]
         last["perf/tokens_per_s"] = self.timed_tokens / max(time.perf_counter() - self.timer_start, 1e-9)
-        for s, sc in scalars:
-            self.writer.write(s, sc)
+        self.write_fetched()
         return last
 
-    def flush_unlogged(self) -> None:
-        """Steps since the last log, when the run stops early."""
-        for s, m in self.pending:
-            self.writer.write(s, host_scalars(m))
-        self.pending = []
+
+def divergence_advice(config: Any, step: int, bad: dict[str, float], last_saved: int | None) -> str:
+    values = ", ".join(f"{k}={v}" for k, v in bad.items())
+    saved = (f"nothing after step {last_saved} was saved, and re-running resumes from there" if last_saved
+             else "no checkpoint was saved, and re-running starts again from step 0")
+    fixes = [f"lower --config.train.learning_rate (now {config.train.learning_rate:g})",
+             f"raise --config.train.warmup_steps (now {config.train.warmup_steps})",
+             f"lower --config.train.max_grad_norm (now {config.train.max_grad_norm:g})"]
+    if config.dtype != "float32":
+        fixes.append(f"use --config.dtype=float32 (now {config.dtype})")
+    return (f"training diverged at step {step}: {values}; {saved}. To get past it: " + ", or ".join(fixes))
 
 
 def _due(step: int, every: int, total: int) -> bool:
@@ -142,7 +195,11 @@ def _due(step: int, every: int, total: int) -> bool:
 
 def train(config: Any, inputs: RunInputs, compiled: CompiledStep, state: TrainState, data_iter: Any,
           manager: ocp.CheckpointManager) -> tuple[dict[str, float], TrainState]:
-    """The loop to `train.steps`, or to a stop signal; returns (last metrics, final state)."""
+    """The loop to `train.steps`, or to a stop signal; returns (last metrics, final state).
+
+    Raises `Diverged` at the first non-finite loss or gradient norm found, before any later
+    state is saved: the last checkpoint on disk is a good one.
+    """
     train_cfg = config.train
     primary = jax.process_index() == 0
     token_weights = None
@@ -151,38 +208,49 @@ def train(config: Any, inputs: RunInputs, compiled: CompiledStep, state: TrainSt
             inputs.token_counts, config.masking.mlm_smoothing, special_token_ids=compiled.spec.special_token_ids))
     teacher_params = compiled.place_teacher(inputs.teacher_params)
     held_out = HeldOutEval.for_run(config, inputs, compiled)
-    writer = MetricWriter(inputs.workdir, enabled=primary)
     start_step = int(jax.device_get(state.step))
+    writer = MetricWriter(inputs.workdir, start_step, enabled=primary)
     step_log = StepLog(writer, start_step)
     last: dict[str, float] = {}
     bar = tqdm(total=train_cfg.steps, initial=start_step, desc="distil" if compiled.teacher else "mlm",
                disable=not primary or not config.progress, dynamic_ncols=True)
-    with StopFlag() as stop:
-        step = start_step
-        while step < train_cfg.steps and not stop.stop:
-            batch = sharding.global_batch(next(data_iter), compiled.mesh)
-            state, metrics = compiled.step_fn(state, teacher_params, batch, token_weights)
-            step += 1
-            bar.update(1)
-            step_log.add(step, metrics)
-            if _due(step, train_cfg.log_every, train_cfg.steps):
-                last = step_log.flush()
-                bar.set_postfix(loss=f"{last['loss/total']:.3f}", tok_s=f"{last['perf/tokens_per_s']:.0f}")
-            if train_cfg.eval_every and _due(step, train_cfg.eval_every, train_cfg.steps):
-                scores = held_out(state.params)
-                writer.write(step, scores)
-                last.update(scores)
-                if primary:
-                    bar.write(f"step {step}: eval MLM loss {scores['eval/mlm_loss']:.3f} "
-                              f"acc {scores['eval/mlm_accuracy']:.3f}")
-            if _due(step, train_cfg.checkpoint_every, train_cfg.steps):
+    try:
+        with StopFlag() as stop:
+            step = start_step
+            while step < train_cfg.steps and not stop.stop:
+                batch = sharding.global_batch(next(data_iter), compiled.mesh)
+                state, metrics = compiled.step_fn(state, teacher_params, batch, token_weights)
+                step += 1
+                bar.update(1)
+                step_log.add(step, metrics)
+                if _due(step, train_cfg.log_every, train_cfg.steps):
+                    last = step_log.flush()
+                    bar.set_postfix(loss=f"{last['loss/total']:.3f}", tok_s=f"{last['perf/tokens_per_s']:.0f}")
+                if train_cfg.eval_every and _due(step, train_cfg.eval_every, train_cfg.steps):
+                    step_log.check_finite()
+                    scores = held_out(state.params)
+                    writer.write(step, scores)
+                    last.update(scores)
+                    if primary:
+                        bar.write(f"step {step}: eval MLM loss {scores['eval/mlm_loss']:.3f} "
+                                  f"acc {scores['eval/mlm_accuracy']:.3f}")
+                if _due(step, train_cfg.checkpoint_every, train_cfg.steps):
+                    step_log.check_finite()
+                    save_train_state(manager, state, data_iter)
+            step_log.check_finite()
+            step_log.write_fetched()  # steps since the last log, when stopped early
+            if stop.stop and step < train_cfg.steps:
                 save_train_state(manager, state, data_iter)
-        step_log.flush_unlogged()
-        if stop.stop and step < train_cfg.steps:
-            save_train_state(manager, state, data_iter)
-            log.warning("stopped at step %d; re-run the same command to resume", step)
-    bar.close()
-    writer.close()
+                log.warning("stopped at step %d; re-run the same command to resume", step)
+    except Diverged as diverged:
+        bad_step, bad = diverged.args
+        message = divergence_advice(config, bad_step, bad, manager.latest_step())
+        if primary:
+            record_event(inputs.workdir, "diverged", step=bad_step, values=bad, last_checkpoint=manager.latest_step())
+        raise Diverged(message) from None
+    finally:
+        bar.close()
+        writer.close()
     return last, state
 
 

@@ -50,3 +50,13 @@ def french_tokenizer_dir(french_lines, tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(french_lines, vocab_size=1000, out_dir=out)
     return out
+
+
+@pytest.fixture(scope="module")
+def corpus_files(french_lines, tmp_path_factory):
+    """Two small French text files: one to train on, one held out."""
+    root = tmp_path_factory.mktemp("corpus")
+    cut = int(len(french_lines) * 0.8)
+    (root / "a_train.txt").write_text("\n".join(french_lines[:cut]), encoding="utf-8")
+    (root / "b_holdout.txt").write_text("\n".join(french_lines[cut:]), encoding="utf-8")
+    return [str(root / "a_train.txt"), str(root / "b_holdout.txt")]

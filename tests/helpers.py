@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import sys
 from collections.abc import Sequence
+
+from jaxdistil.run_config import load_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0, 1, 2, 3; <mask> is added last
 
@@ -38,3 +45,44 @@ def make_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 300):
         unk_token="<unk>",
         mask_token="<mask>",
     )
+
+
+def micro_overrides(corpus_files, tokenizer_dir, steps=40):
+    """configs/tiny.py shrunk further: a 2-layer 32-wide teacher, seconds per run."""
+    return {
+        "data.paths": tuple(corpus_files), "data.seq_len": 32, "data.max_docs": 1500, "data.eval_max_docs": 200,
+        "tokenizer.source": str(tokenizer_dir),
+        "teacher.random.hidden_size": 32, "teacher.random.num_hidden_layers": 2,
+        "teacher.random.num_attention_heads": 2, "teacher.random.intermediate_size": 64,
+        "teacher.random.max_position_embeddings": 34,
+        "student.num_layers": 1, "train.steps": steps, "train.batch_size": 8, "train.warmup_steps": 4,
+        "train.log_every": 5, "train.eval_every": steps, "train.eval_batches": 2, "train.eval_batch_size": 8,
+        "train.checkpoint_every": 10, "progress": False, "export_hf": True,
+    }
+
+
+def make_config(overrides):
+    config = load_config(f"{REPO / 'configs' / 'tiny.py'}:{','.join(overrides['data.paths'])}")
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def subprocess_env(**extra):
+    """CPU-only, with the suite's persistent compilation cache shared with the child processes."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", **extra}
+
+
+def train_cli(config_overrides, workdir):
+    args = [sys.executable, str(REPO / "scripts" / "train.py"),
+            f"--config={REPO / 'configs' / 'tiny.py'}:{','.join(config_overrides['data.paths'])}",
+            f"--workdir={workdir}"]
+    for k, v in config_overrides.items():
+        if k != "data.paths":
+            args.append(f"--config.{k}={v}")
+    return args

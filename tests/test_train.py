@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from helpers import REPO, make_config, micro_overrides, subprocess_env, train_cli  # noqa: E402
 from transformers import pipeline
 
 from jaxdistil import sharding
@@ -23,46 +23,8 @@ from jaxdistil.data.pipeline import make_train_iterator
 from jaxdistil.loop import run
 from jaxdistil.modeling import MaskedLM, init_params
 from jaxdistil.optim import TrainState, init_train_state, optimizer_for_run
-from jaxdistil.run_config import load_config
 from jaxdistil.step import StepSpec, build_train_step
 from jaxdistil.student import init_from_teacher
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def corpus_files(french_lines, tmp_path_factory):
-    """Two small French text files: one to train on, one held out."""
-    root = tmp_path_factory.mktemp("corpus")
-    cut = int(len(french_lines) * 0.8)
-    (root / "a_train.txt").write_text("\n".join(french_lines[:cut]), encoding="utf-8")
-    (root / "b_holdout.txt").write_text("\n".join(french_lines[cut:]), encoding="utf-8")
-    return [str(root / "a_train.txt"), str(root / "b_holdout.txt")]
-
-
-def micro_overrides(corpus_files, tokenizer_dir, steps=40):
-    """configs/tiny.py shrunk further: a 2-layer 32-wide teacher, seconds per run."""
-    return {
-        "data.paths": tuple(corpus_files), "data.seq_len": 32, "data.max_docs": 1500, "data.eval_max_docs": 200,
-        "tokenizer.source": str(tokenizer_dir),
-        "teacher.random.hidden_size": 32, "teacher.random.num_hidden_layers": 2,
-        "teacher.random.num_attention_heads": 2, "teacher.random.intermediate_size": 64,
-        "teacher.random.max_position_embeddings": 34,
-        "student.num_layers": 1, "train.steps": steps, "train.batch_size": 8, "train.warmup_steps": 4,
-        "train.log_every": 5, "train.eval_every": steps, "train.eval_batches": 2, "train.eval_batch_size": 8,
-        "train.checkpoint_every": 10, "progress": False, "export_hf": True,
-    }
-
-
-def make_config(overrides):
-    config = load_config(f"{REPO / 'configs' / 'tiny.py'}:{','.join(overrides['data.paths'])}")
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
 
 
 def test_tiny_config_end_to_end(corpus_files, french_tokenizer_dir, tmp_path):
@@ -95,30 +57,14 @@ def test_tiny_config_end_to_end(corpus_files, french_tokenizer_dir, tmp_path):
     assert a == (tmp_path / "export" / "model.safetensors").read_bytes()
 
 
-def subprocess_env(**extra):
-    """CPU-only, with the suite's persistent compilation cache shared with the child processes."""
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", **extra}
-
-
-def _train_cli(config_overrides, workdir):
-    args = [sys.executable, str(REPO / "scripts" / "train.py"),
-            f"--config={REPO / 'configs' / 'tiny.py'}:{','.join(config_overrides['data.paths'])}",
-            f"--workdir={workdir}"]
-    for k, v in config_overrides.items():
-        if k != "data.paths":
-            args.append(f"--config.{k}={v}")
-    return args
-
-
 def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_dir, tmp_path):
     overrides = micro_overrides(corpus_files, french_tokenizer_dir, steps=40)
     env = subprocess_env(XLA_FLAGS="")
-    straight = subprocess.run(_train_cli(overrides, tmp_path / "straight"), capture_output=True, text=True,
+    straight = subprocess.run(train_cli(overrides, tmp_path / "straight"), capture_output=True, text=True,
                               env=env, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    killed = subprocess.Popen(_train_cli(overrides, tmp_path / "killed"), stdout=subprocess.DEVNULL,
+    killed = subprocess.Popen(train_cli(overrides, tmp_path / "killed"), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)
     first_checkpoint = tmp_path / "killed" / "checkpoints" / "10"
     deadline = time.time() + 300
@@ -128,7 +74,7 @@ def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_di
     killed.wait()
     saved = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) < 40, saved  # really killed mid-run
-    resumed = subprocess.run(_train_cli(overrides, tmp_path / "killed"), capture_output=True, text=True,
+    resumed = subprocess.run(train_cli(overrides, tmp_path / "killed"), capture_output=True, text=True,
                              env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
@@ -307,7 +253,7 @@ def test_unwritable_workdir(corpus_files, french_tokenizer_dir, tmp_path):
 
 
 def test_unknown_config_key_is_refused(corpus_files, french_tokenizer_dir, tmp_path):
-    args = _train_cli({"data.paths": tuple(corpus_files), "train.stpes": 5}, tmp_path / "w")
+    args = train_cli({"data.paths": tuple(corpus_files), "train.stpes": 5}, tmp_path / "w")
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "stpes" in done.stderr
@@ -321,13 +267,13 @@ def test_two_processes_train_in_lock_step_like_one(corpus_files, french_tokenize
     overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=6), "train.checkpoint_every": 3,
                  "train.eval_every": 3, "export_hf": False}
     env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    single = subprocess.run(_train_cli(overrides, tmp_path / "one"), capture_output=True, text=True, env=env,
+    single = subprocess.run(train_cli(overrides, tmp_path / "one"), capture_output=True, text=True, env=env,
                             timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    procs = [subprocess.Popen(_train_cli(overrides, tmp_path / "two") + [
+    procs = [subprocess.Popen(train_cli(overrides, tmp_path / "two") + [
         f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]

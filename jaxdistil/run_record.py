@@ -1,0 +1,116 @@
+"""What a workdir's run was started with, and what each later invocation changed.
+
+A re-run of the same workdir resumes the same run, so the settings that decide the model, the
+tokenizer, the data and the randomness (`FIXED_FOR_THE_RUN`) must be those it was started with:
+`check_resume` compares the config with `run_config.json` and refuses any difference there,
+showing it. Everything else may change between invocations — how long to train, how often to
+log, evaluate and checkpoint, the device layout, and the optimisation itself (a lower learning
+rate or fp32 to get past a divergence) — and is accepted: `record_settings` rewrites
+`run_config.json` before set-up writes anything (so even a set-up that fails leaves a record of
+what its files were made for), and `record_invocation` appends to `run_history.jsonl` what
+changed and where the run resumed from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+from typing import Any
+
+from jaxdistil.run_config import base
+from jaxdistil.workdir import Workdir
+
+# Field names, or section prefixes ending in ".": the model, tokenizer and data, and what the saved
+# state depends on (the data iterator's position counts global batches; the PRNG key's shape).
+FIXED_FOR_THE_RUN = ("mode", "seed", "teacher.", "student.", "tokenizer.", "data.", "masking.",
+                     "train.batch_size", "train.prng_impl")
+SHOWN_DIFFERENCES = 8
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def config_fields(config: Any) -> dict[str, Any]:
+    """'section.field' -> value, as run_config.json holds it (tuples as lists)."""
+    return _flatten(json.loads(config.to_json_best_effort()))
+
+
+def recorded_fields(workdir: Workdir) -> dict[str, Any] | None:
+    """The fields of the workdir's run_config.json; None for a new workdir."""
+    if not workdir.run_config.is_file():
+        return None
+    try:
+        return _flatten(json.loads(workdir.run_config.read_text(encoding="utf-8")))
+    except ValueError as e:
+        raise ValueError(f"{workdir.run_config} is not valid JSON ({e}); restore it, or move it away to resume "
+                         "without comparing the settings") from None
+
+
+UNSET = "(unset)"  # a field one side does not have
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (old.get(k, UNSET), new.get(k, UNSET)) for k in sorted(old.keys() | new.keys())
+            if old.get(k, UNSET) != new.get(k, UNSET)}
+
+
+def is_fixed(field: str) -> bool:
+    return any(field == f or (f.endswith(".") and field.startswith(f)) for f in FIXED_FOR_THE_RUN)
+
+
+def check_resume(config: Any, workdir: Workdir) -> dict[str, tuple[Any, Any]]:
+    """The accepted changes against the recorded run ({} for a new workdir); ValueError for the others."""
+    old = recorded_fields(workdir)
+    if old is None:
+        return {}
+    changed = differences(old, config_fields(config))
+    defaults = config_fields(base())
+    # A field the run's code did not have yet, at its default, or one this code no longer has: an upgrade.
+    upgrade = {k for k, (was, now) in changed.items()
+               if now == UNSET or (was == UNSET and k in defaults and now == defaults[k])}
+    refused = {k: v for k, v in changed.items() if is_fixed(k) and k not in upgrade}
+    if refused:
+        fresh = "" if workdir.checkpoints.is_dir() else (
+            f"; it holds no checkpoint yet, so to set it up again with the new settings delete {workdir.root}")
+        shown = "; ".join(f"{k}: {_show(a)} in the run, {_show(b)} now"
+                          for k, (a, b) in list(refused.items())[:SHOWN_DIFFERENCES])
+        more = f" (and {len(refused) - SHOWN_DIFFERENCES} more)" if len(refused) > SHOWN_DIFFERENCES else ""
+        raise ValueError(f"{workdir.root} holds a run started with other settings: {shown}{more}. Resume it with "
+                         "its own settings, or train into a new --workdir (the model, tokenizer, data, masking, "
+                         f"seed, batch size and PRNG are fixed for the life of a run){fresh}")
+    return changed
+
+
+def _show(value: Any) -> str:
+    return UNSET if value == UNSET else json.dumps(value)
+
+
+def _history_line(workdir: Workdir, entry: dict[str, Any]) -> None:
+    entry = {"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+             "host": socket.gethostname(), "pid": os.getpid(), **entry}
+    with open(workdir.run_history, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def record_event(workdir: Workdir, event: str, **details: Any) -> None:
+    """Something that happened to the run (e.g. "diverged"), as a line of run_history.jsonl."""
+    _history_line(workdir, {"event": event, **details})
+
+
+def record_settings(config: Any, workdir: Workdir) -> None:
+    """run_config.json := this invocation's config (a new file renamed over the old: readers on other
+    hosts see the old or the new one whole)."""
+    partial = workdir.run_config.with_suffix(".json.partial")
+    partial.write_text(config.to_json_best_effort(indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, workdir.run_config)
+
+
+def record_invocation(workdir: Workdir, changed: dict[str, tuple[Any, Any]], resumed_from: int | None) -> None:
+    """One line of run_history.jsonl: started or resumed (from which step), and what changed."""
+    _history_line(workdir, {"event": "started" if resumed_from is None else "resumed", "resumed_from": resumed_from,
+                            "changed": {k: {"was": a, "now": b} for k, (a, b) in changed.items()}})
