@@ -5,6 +5,7 @@ where the DistilCamemBERT paper (Delestre & Amar, CAp 2022) is silent.
 """
 
 from ml_collections import ConfigDict
+from ml_collections.config_dict import placeholder
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser  # what DEFINE_config_file parses with
 
 
@@ -37,15 +38,33 @@ def base() -> ConfigDict:
     c.tokenizer.train_max_docs = 200_000
 
     c.data = ConfigDict()
-    c.data.source = "files"  # "files" (.txt/.jsonl, dirs, globs) or "hf" (datasets, streaming)
+    # "files": local .txt, .jsonl (plain, .zst or .gz) and .parquet files, dirs, globs; "hf": a Hugging Face
+    # dataset (hf_name), read file by file (hf_data_files) or streamed by `datasets`.
+    c.data.source = "files"
     c.data.paths = ()
     c.data.holdout_files = 1  # whole files held out for evaluation (never lines of a trained file)
-    c.data.hf_name = ""
+    # When the corpus has too few files to hold out holdout_files whole ones and keep one for training
+    # (e.g. one file), this share of the documents of every file is held out instead (a draw seeded by
+    # data.seed, disjoint from the training documents).
+    c.data.holdout_fraction = 0.05
+    c.data.hf_name = ""  # a Hub dataset id, or a local directory laid out exactly like that repository
     c.data.hf_config = ""
     c.data.hf_split = "train"
     c.data.hf_eval_split = "validation"
+    # Glob of the dataset's data files relative to its repository root, "{config}" and "{split}" filled in from
+    # hf_config and the split read (e.g. OSCAR-2301's "{config}_meta/{config}_meta_part_*.jsonl.zst"): read one
+    # after the other (JSON lines, plain/.zst/.gz, or parquet), only text_field decoded, so a loading script beside
+    # them is never run and metadata of varying types cannot break the read. "": streamed by datasets.load_dataset
+    # (the repository's own layout; datasets >= 4 refuses script-based repositories).
+    c.data.hf_data_files = ""
     c.data.text_field = "text"
     c.data.min_chars = 20
+    # Codec of the local files: "utf-8" drops the bytes it cannot decode (counted, and warned about at the
+    # first one of each file); "latin-1" or "cp1252" read older non-UTF-8 text whole.
+    c.data.encoding = "utf-8"
+    # A compressed or parquet corpus file that cannot be read to its end (damaged, truncated) fails set-up, naming
+    # it; True skips it with a warning instead (the documents read from it before the damage are kept).
+    c.data.skip_corrupt_files = False
     c.data.max_docs = -1  # -1: all documents
     c.data.eval_max_docs = 2000
     c.data.seq_len = 128
@@ -81,11 +100,11 @@ def base() -> ConfigDict:
     c.train.remat = False  # recompute student layer activations in the backward pass
     # jax.nn.dot_product_attention implementation: None lets JAX choose; "cudnn" asks for cuDNN's
     # fused (flash) attention on NVIDIA GPUs, "xla" for the plain einsum-softmax-einsum.
-    c.train.attention_impl = None
+    c.train.attention_impl = placeholder(str)  # None, overridable with a string
     # JAX PRNG for masking and dropout: None keeps threefry (the same bits on every backend); "rbg" or
     # "unsafe_rbg" use XLA's RngBitGenerator (faster on GPU with cuDNN attention, slower on CPU:
     # docs/performance.md). Fixed for the life of a run.
-    c.train.prng_impl = None
+    c.train.prng_impl = placeholder(str)
     # Positions of every sequence decoded per chunk by the fused LM head + KL + CE
     # (losses.fused_distillation_loss), which never materialises the (B, L, V) logits: the same loss
     # and gradients with far less memory traffic (docs/performance.md). A divisor of data.seq_len

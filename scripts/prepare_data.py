@@ -2,7 +2,9 @@ r"""Tokenise a text corpus once into packed token shards for MLM distillation.
 
 Writes OUT/train (and OUT/eval with --holdout-files) — int32 .npy shards of
 `<s> ... </s>` blocks, token_counts.npy and meta.json — read back by
-`jaxdistil.data.tokenize.read_shards`. Example (ELTeC French novels, 6 held out):
+`jaxdistil.data.tokenize.read_shards`. With fewer input files than --holdout-files + 1
+(e.g. one), a seeded --holdout-fraction of the documents is held out instead. Example
+(ELTeC French novels, 6 held out):
 
     python scripts/prepare_data.py --input ../shared/data/fr_novels \
         --tokenizer path/to/camembert-base --seq-len 512 --out data/fr_novels_512 \
@@ -26,7 +28,10 @@ from jaxdistil.data.tokenize import (
     TokenizeProgress,
     tokenize_to_shards,
 )
+from jaxdistil.run_config import base
 from jaxdistil.tokenizer import load_tokenizer
+
+RUN_DATA = base().data  # the defaults shared with a run's data settings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -55,7 +60,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="K",
         help="hold out K whole files (seeded choice) as OUT/eval",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out file choice")
+    parser.add_argument("--holdout-fraction", type=float, default=RUN_DATA.holdout_fraction,
+                        help="share of the documents held out instead when there are too few files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out file (or document) choice")
+    parser.add_argument("--encoding", choices=corpus.ENCODINGS, default=RUN_DATA.encoding,
+                        help="codec of the input files (utf-8: undecodable bytes dropped and counted)")
     parser.add_argument(
         "--min-chars", type=int, default=1, help="drop documents shorter than this after cleaning"
     )
@@ -81,25 +90,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def split_sources(args: argparse.Namespace) -> dict[str, list[pathlib.Path] | None]:
-    """Split name -> files (None: the HF dataset)."""
+def plan_holdout(args: argparse.Namespace) -> corpus.Holdout | None:
+    """The input files and what of them goes to OUT/eval (None: the HF dataset)."""
     if args.hf_dataset:
-        return {"train": None}
-    files = corpus.resolve_paths(args.input)
-    if not args.holdout_files:
-        return {"train": files}
-    train, held_out = corpus.split_holdout_files(files, args.holdout_files, seed=args.seed)
-    return {"train": train, "eval": held_out}
+        return None
+    files = corpus.check_local_files(args.input, encoding=args.encoding)
+    return corpus.plan_holdout(files, args.holdout_files, args.holdout_fraction, seed=args.seed)
 
 
-def texts_for(args: argparse.Namespace, files, stats: corpus.CorpusStats) -> Iterator[str]:
+def splits(holdout: corpus.Holdout | None) -> dict[str, bool]:
+    """Split name -> whether it is the held-out side."""
+    return {"train": False, "eval": True} if holdout is not None and holdout.eval_files else {"train": False}
+
+
+def texts_for(args: argparse.Namespace, holdout, held_out: bool, stats: corpus.CorpusStats) -> Iterator[str]:
     common = dict(text_field=args.text_field, min_chars=args.min_chars, max_docs=args.max_docs, stats=stats)
-    if files is None:
+    if holdout is None:
         return corpus.iter_hf_texts(args.hf_dataset, config=args.hf_config, split=args.hf_split, **common)
-    return corpus.iter_local_texts(files, doc_boundary=args.doc_boundary, **common)
+    return corpus.iter_holdout_texts(holdout, held_out=held_out, doc_boundary=args.doc_boundary,
+                                     encoding=args.encoding, **common)
 
 
-def write_split(args, tokenizer, split: str, files) -> tuple[ShardMeta, corpus.CorpusStats]:
+def write_split(args, tokenizer, split: str, holdout, held_out: bool) -> tuple[ShardMeta, corpus.CorpusStats]:
     stats = corpus.CorpusStats()
     with (
         tqdm(desc=f"{split} docs", unit="doc") as docs_bar,
@@ -111,7 +123,7 @@ def write_split(args, tokenizer, split: str, files) -> tuple[ShardMeta, corpus.C
             tokens_bar.update(progress.tokens - tokens_bar.n)
 
         meta = tokenize_to_shards(
-            texts_for(args, files, stats),
+            texts_for(args, holdout, held_out, stats),
             tokenizer,
             args.out / split,
             seq_len=args.seq_len,
@@ -124,10 +136,15 @@ def write_split(args, tokenizer, split: str, files) -> tuple[ShardMeta, corpus.C
     return meta, stats
 
 
-def summary(split: str, meta: ShardMeta, stats: corpus.CorpusStats, files) -> str:
-    source = "HF dataset" if files is None else f"{len(files)} file(s)"
+def summary(split: str, meta: ShardMeta, stats: corpus.CorpusStats, holdout, held_out: bool) -> str:
+    if holdout is None:
+        source = "HF dataset"
+    else:
+        files = holdout.eval_files if held_out else holdout.train_files
+        share = (holdout.document_fraction if held_out else 1 - holdout.document_fraction) * 100
+        source = f"{len(files)} file(s)" + (f" ({share:g} % of the documents)" if holdout.document_fraction else "")
     return (
-        f"{split}: {source}, {stats.docs_kept} docs kept ({stats.docs_dropped} dropped, "
+        f"{split}: {source}, {meta.num_docs} docs kept ({stats.docs_dropped} dropped, "
         f"{stats.undecodable_bytes} undecodable bytes) -> {meta.num_blocks} blocks x "
         f"{meta.seq_len} = {meta.num_tokens} tokens in {len(meta.shards)} shard(s)"
     )
@@ -139,10 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = []
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+            holdout = plan_holdout(args)
             tokenizer = load_tokenizer(args.tokenizer)
-            for split, files in split_sources(args).items():
-                meta, stats = write_split(args, tokenizer, split, files)
-                lines.append(summary(split, meta, stats, files))
+            for split, held_out in splits(holdout).items():
+                meta, stats = write_split(args, tokenizer, split, holdout, held_out)
+                lines.append(summary(split, meta, stats, holdout, held_out))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         return cli.fail(e)
     print("\n".join(lines + [f"shards in {args.out}"]))

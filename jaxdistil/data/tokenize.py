@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxdistil.data.corpus import FLAGS, SettingNames
+
 logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
@@ -183,6 +185,7 @@ def write_shards(
     blocks_per_shard: int = 65536,
     num_docs: int | Callable[[], int] = 0,
     overwrite: bool = False,
+    names: SettingNames = FLAGS,
 ) -> ShardMeta:
     """Streams blocks into `.npy` shards + token counts + meta.json; returns the metadata.
 
@@ -224,7 +227,7 @@ def write_shards(
     if num_blocks == 0:
         raise ValueError(
             f"no block of seq_len={seq_len} could be packed for {out}: the corpus has fewer "
-            f"than {seq_len - 2} tokens. Use more text or a smaller --seq-len."
+            f"than {seq_len - 2} tokens. Use more text or a smaller {names.seq_len}."
         )
 
     np.save(out / TOKEN_COUNTS_FILE, counts)
@@ -296,6 +299,18 @@ def read_meta(shard_dir: str | pathlib.Path) -> ShardMeta:
     return ShardMeta.from_json(meta_path.read_text())
 
 
+def meta_mismatches(
+    meta: ShardMeta, *, expected_seq_len: int | None = None, expected_vocab_size: int | None = None
+) -> list[str]:
+    """How shards differ from what a reader expects, one phrase per difference ([] when they fit)."""
+    problems = []
+    if expected_seq_len is not None and meta.seq_len != expected_seq_len:
+        problems.append(f"seq_len {meta.seq_len} != expected {expected_seq_len}")
+    if expected_vocab_size is not None and meta.vocab_size != expected_vocab_size:
+        problems.append(f"vocab_size {meta.vocab_size} != expected {expected_vocab_size}")
+    return problems
+
+
 def check_meta(
     meta: ShardMeta,
     *,
@@ -304,11 +319,7 @@ def check_meta(
     expected_vocab_size: int | None = None,
 ) -> None:
     """Refuses shards made for another model: a silent mismatch trains on garbage ids."""
-    problems = []
-    if expected_seq_len is not None and meta.seq_len != expected_seq_len:
-        problems.append(f"seq_len {meta.seq_len} != expected {expected_seq_len}")
-    if expected_vocab_size is not None and meta.vocab_size != expected_vocab_size:
-        problems.append(f"vocab_size {meta.vocab_size} != expected {expected_vocab_size}")
+    problems = meta_mismatches(meta, expected_seq_len=expected_seq_len, expected_vocab_size=expected_vocab_size)
     if problems:
         raise ValueError(
             f"token shards in {shard_dir} (tokenizer {meta.tokenizer!r}) do not match this "
@@ -376,6 +387,7 @@ def tokenize_to_shards(
     batch_size: int = 1000,
     on_progress: Callable[[TokenizeProgress], None] | None = None,
     overwrite: bool = False,
+    names: SettingNames = FLAGS,
 ) -> ShardMeta:
     """Texts → token ids → packed blocks → shards on disk, streaming end to end."""
     ids = special_ids(tokenizer)
@@ -401,4 +413,5 @@ def tokenize_to_shards(
         blocks_per_shard=blocks_per_shard,
         num_docs=lambda: progress.docs,
         overwrite=overwrite,
+        names=names,
     )
