@@ -18,18 +18,20 @@ import argparse
 import json
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jaxdistil import cli, run_config
 from jaxdistil.checkpoint import find_tokenizer, load_model_with_tokenizer
-from jaxdistil.evaluate import mlm
+from jaxdistil.config import ModelConfig
+from jaxdistil.evaluate import lengths, mlm
 from jaxdistil.tokenizer import load_tokenizer
 
 COLUMNS = ("model", "role", "params", "loss", "perplexity", "accuracy", "agreement", "kl")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    trained = run_config.base()  # held-out blocks are packed and masked as the trainer's are
+    trained = run_config.base()  # held-out blocks are masked as the trainer's are
     parser = cli.parser(__doc__)
     parser.add_argument(
         "--model",
@@ -41,7 +43,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher", help="reference model for agreement and KL (none: no agreement columns)")
     parser.add_argument("--tokenizer", help="tokenizer dir (none: the teacher's or first model's own)")
     parser.add_argument("--data", nargs="+", required=True, help="held-out text files or a shard dir")
-    parser.add_argument("--seq-len", type=int, default=trained.data.seq_len, help="block length, with <s> and </s>")
+    parser.add_argument(
+        "--seq-len",
+        type=int,
+        help="block length, with <s> and </s> (default: the model's longest input, the shortest of --model and "
+        "--teacher; with a shard directory as --data: its block length)",
+    )
     parser.add_argument("--max-blocks", type=int, help="evaluate on at most N blocks (none: all)")
     parser.add_argument("--batch-size", type=int, default=mlm.BATCH_SIZE, help="blocks per evaluation step")
     parser.add_argument(
@@ -55,6 +62,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def block_length(requested: int | None, data: Sequence[str], tokenizer: Any, models: Mapping[str, ModelConfig]) -> int:
+    """--seq-len, else the block length of a shard directory or (text) the longest input every model encodes;
+    whatever cannot be evaluated is refused in the words of --seq-len and --data, the options to change."""
+    shards = mlm.shard_meta(data)
+    if shards is None:
+        return lengths.input_length("--seq-len", requested, models)
+    given = f"--data {data[0]}"
+    if shards.vocab_size != len(tokenizer):
+        raise ValueError(
+            f"{given} was tokenised with {shards.tokenizer!r} ({shards.vocab_size} tokens), not with this tokenizer "
+            f"({len(tokenizer)} tokens); pass that --tokenizer, or shards made with this one by scripts/prepare_data.py"
+        )
+    if requested not in (None, shards.seq_len):
+        raise ValueError(
+            f"--seq-len {requested} does not match the {shards.seq_len}-token blocks of {given}; leave --seq-len out"
+        )
+    name, longest = lengths.longest_input(models)
+    if shards.seq_len > longest:
+        raise ValueError(
+            f"the {shards.seq_len}-token blocks of {given} are longer than the {longest} positions model {name} can "
+            f"encode; make shards with scripts/prepare_data.py --seq-len {longest}"
+        )
+    return shards.seq_len
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli.setup_logging()
     args = parse_args(argv)
@@ -66,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokenizer = load_tokenizer(tokenizer_source)
         models = {source: load_model_with_tokenizer(source, tokenizer)[0] for source in args.model}
         teacher = (args.teacher, load_model_with_tokenizer(args.teacher, tokenizer)[0]) if args.teacher else None
-        blocks = mlm.load_eval_blocks(args.data, tokenizer, args.seq_len, args.max_blocks)
+        compared = {name: config for name, (config, _) in [*models.items(), *([teacher] if teacher else [])]}
+        seq_len = block_length(args.seq_len, args.data, tokenizer, compared)
+        blocks = mlm.load_eval_blocks(args.data, tokenizer, seq_len, args.max_blocks)
         masking = mlm.EvalMasking.from_tokenizer(tokenizer, args.mlm_probability)
         rows = mlm.compare_models(
             models, blocks, masking, teacher=teacher, batch_size=args.batch_size, seed=args.seed, progress=True
@@ -74,14 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError) as error:
         return cli.fail(error)
 
-    print(f"{len(blocks)} blocks x {args.seq_len} tokens, {rows[0]['masked_tokens']} masked (seed {args.seed})")
+    print(f"{len(blocks)} blocks x {seq_len} tokens, {rows[0]['masked_tokens']} masked (seed {args.seed})")
     print(cli.format_table(rows, COLUMNS))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "data": args.data,
             "tokenizer": str(tokenizer_source),
-            "seq_len": args.seq_len,
+            "seq_len": seq_len,
             "num_blocks": int(len(blocks)),
             "seed": args.seed,
             "mlm_probability": args.mlm_probability,

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from jaxdistil import cli
 from jaxdistil.checkpoint import load_model_with_tokenizer
 from jaxdistil.evaluate import finetune as ft
-from jaxdistil.evaluate import readers, tasks
+from jaxdistil.evaluate import lengths, readers, tasks
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -68,7 +68,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs to train")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training examples per step")
     parser.add_argument(
-        "--max-length", type=int, default=defaults.max_length, help="sub-tokens per example, <s> and </s> included"
+        "--max-length",
+        type=int,
+        help="sub-tokens per example, <s> and </s> included (default: the model's longest input)",
     )
     parser.add_argument(
         "--warmup-ratio", type=float, default=defaults.warmup_ratio, help="fraction of all steps spent warming up"
@@ -129,12 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_args(args)
         model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
+        max_length = lengths.input_length("--max-length", args.max_length, {args.model: model[0]})
         task, train, dev, tests = load_splits(args)
         cfg = ft.FinetuneConfig(
             learning_rate=args.lr,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            max_length=args.max_length,
+            max_length=max_length,
             warmup_ratio=args.warmup_ratio,
             weight_decay=args.weight_decay,
             patience=args.patience,

@@ -11,13 +11,19 @@ Several hosts: run the same command on each, with --coordinator-address, --num-p
 and --process-id (or --distributed, for the environment `jax.distributed.initialize()` reads).
 """
 
+import dataclasses
+import difflib
+import pathlib
+import re
 import sys
+from collections.abc import Iterator, Sequence
 
 import jax
 from absl import app, flags
-from ml_collections import config_flags
+from ml_collections import ConfigDict, config_flags
+from ml_collections.config_flags import config_path
 
-from jaxdistil import cli
+from jaxdistil import cli, run_config
 from jaxdistil.loop import run
 
 _ONE_PROCESS = "multi-host; default: none, one process"
@@ -51,8 +57,106 @@ def main(argv):
     print(f"done: {_WORKDIR.value} {shown}")
 
 
+# --config.SECTION.FIELD=VALUE, --config.SECTION.FIELD VALUE, --config.FLAG, --noconfig.FLAG (absl's spellings).
+_OVERRIDE = re.compile(r"^--?(?P<negated>no)?config\.(?P<path>[^=]+)(?:=(?P<value>.*))?$", re.DOTALL)
+_CONFIG_FILE = re.compile(r"^--?config(?:=(?P<spec>.*))?$", re.DOTALL)
+
+
+def load_config_file(spec: str) -> ConfigDict:
+    """--config's config, loaded as absl loads it; any failure is one ValueError naming the file, since
+    ml_collections wraps the config file's own error in a traceback or defers it to the first access."""
+    if not pathlib.Path(spec.split(":", 1)[0]).is_file():
+        raise ValueError(f"--config {spec}: no such file")
+    try:
+        config = run_config.load_config(spec)
+        config.keys()  # a get_config that raised OSError left a stand-in that raises on first use
+    except Exception as error:  # whatever the config file raised, it is the user's file to fix
+        original = error.__cause__ or error.__context__ or error
+        raise ValueError(f"--config {spec}: {' '.join(str(original).split())}") from None
+    return config
+
+
+def field_names(config: ConfigDict, prefix: str = "") -> Iterator[str]:
+    """Every section and field of `config` as the dotted name an override spells."""
+    for key, value in config.items():
+        yield prefix + key
+        if isinstance(value, ConfigDict):
+            yield from field_names(value, f"{prefix}{key}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Override:
+    """One --config.PATH[=VALUE] as written; `value` None when it has no `=`."""
+
+    path: str
+    value: str | None
+    following: str | None  # the next argument: the value of `--config.PATH VALUE`, unless PATH is a boolean
+
+
+def config_arguments(argv: Sequence[str]) -> tuple[str | None, list[Override]]:
+    """--config's value (None when not given) and its overrides, in the order written."""
+    spec, overrides = None, []
+    for i, arg in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if found := _CONFIG_FILE.match(arg):
+            spec = found["spec"] if found["spec"] is not None else following
+        elif found := _OVERRIDE.match(arg):
+            overrides.append(Override(found["path"], "false" if found["negated"] else found["value"], following))
+    return spec, overrides
+
+
+def override_mistake(config: ConfigDict, override: Override) -> str | None:
+    """What is wrong with one override, in one line naming the field; None if nothing is."""
+    path = override.path
+    try:
+        field_type = config_path.get_type(path, config)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        closest = difflib.get_close_matches(path, list(field_names(config)), n=1)
+        hint = f"did you mean {closest[0]}?" if closest else "the fields are listed in jaxdistil/run_config.py"
+        return f"--config.{path}: no such config field; {hint}"
+    if override.value is None and field_type is bool:
+        return None  # a bare --config.FLAG: true
+    value = override.value if override.value is not None else override.following
+    field_flag = f"config.{path}"  # defined by absl's parse of --config, with the parser for the field's type
+    if value is None or field_flag not in flags.FLAGS:
+        return None
+    try:
+        config_path.set_value(path, config, flags.FLAGS[field_flag].parser.parse(value))
+    except (TypeError, ValueError):
+        current = config_path.get_value(path, config)
+        return f"--config.{path}={value}: {path} must be of type {field_type.__name__} (the config has {current!r})"
+    return None
+
+
+def config_mistake(argv: Sequence[str]) -> str | None:
+    """The first mistake in --config or its overrides, in one line; None when absl's error is not about them."""
+    spec, overrides = config_arguments(argv)
+    if spec is None:
+        return None
+    try:
+        config = load_config_file(spec)
+    except ValueError as error:
+        return str(error)
+    return next(filter(None, (override_mistake(config, override) for override in overrides)), None)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing for app.run, with every command-line mistake as one `error:` line and exit 2:
+    absl exits 1 on a bad flag, and a bad --config override or config file escapes it as a traceback."""
+    try:
+        remaining = flags.FLAGS(argv)
+    except Exception as error:  # absl and ml_collections raise many types; none is worth a traceback here
+        sys.exit(cli.fail(config_mistake(argv) or " ".join(str(error).split())))
+    if not isinstance(_CONFIG.value, ConfigDict):  # ml_collections defers a config file's OSError to its first use
+        sys.exit(cli.fail(config_mistake(argv) or "the --config file did not load"))
+    if len(remaining) > 1:  # e.g. the "False" of `--config.progress False`, which sets progress to True
+        sys.exit(cli.fail(f"unexpected argument {remaining[1]!r}: train.py takes flags only "
+                          "(a boolean is written --config.FIELD=false)"))
+    return remaining
+
+
 if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # absl's --help exits 1; asking for help is not an error
         app.usage(shorthelp=True, writeto_stdout=True)
         sys.exit(0)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -220,9 +220,16 @@ def blocks_from_texts(texts: Iterable[str], tokenizer: Any, seq_len: int, max_bl
     return np.stack(blocks)
 
 
+def shard_meta(paths: Sequence[str]) -> tokenize.ShardMeta | None:
+    """What `paths` hold when they are one token-shard directory (scripts/prepare_data.py); None for text files."""
+    if len(paths) == 1 and (pathlib.Path(paths[0]) / tokenize.META_FILE).is_file():
+        return tokenize.read_meta(paths[0])
+    return None
+
+
 def load_eval_blocks(paths: Sequence[str], tokenizer: Any, seq_len: int, max_blocks: int | None = None) -> np.ndarray:
     """Held-out blocks from one token-shard directory (scripts/prepare_data.py) or text files."""
-    if len(paths) == 1 and (pathlib.Path(paths[0]) / tokenize.META_FILE).is_file():
+    if shard_meta(paths) is not None:
         blocks, meta = tokenize.read_shards(paths[0], expected_seq_len=seq_len, expected_vocab_size=len(tokenizer))
         count = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
         return np.asarray(blocks[:count], dtype=np.int32)
