@@ -32,7 +32,7 @@ from tqdm import tqdm
 from jaxdistil import modeling, optim
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
-from jaxdistil.evaluate.tasks import EncodedSplit, Split, prepare_data, task_kind
+from jaxdistil.evaluate.tasks import SUITE_TASKS, EncodedSplit, Split, prepare_data, task_kind
 from jaxdistil.losses import IGNORE_INDEX, masked_mean, per_token_cross_entropy
 
 Params = dict[str, Any]
@@ -74,6 +74,21 @@ class FinetuneConfig:
             problems.append(f"learning_rate={self.learning_rate} must be positive")
         if problems:
             raise ValueError("invalid FinetuneConfig: " + "; ".join(problems))
+
+
+# The benchmark suite's protocol, FLUE's published one (getalp/Flaubert flue/examples/*.cfg:
+# Adam, lr 5e-6, batch 8, dropout 0.1, epochs per task in `tasks.SUITE_TASKS`), with this
+# module's AdamW, warm-up and early stopping on dev (`patience`).
+SUITE_LEARNING_RATE = 5e-6
+SUITE_BATCH_SIZE = 8
+
+
+def suite_config(task: str, **overrides: Any) -> FinetuneConfig:
+    """The suite's FinetuneConfig for a `tasks.SUITE_TASKS` task; `overrides` replace its fields."""
+    protocol = {
+        "learning_rate": SUITE_LEARNING_RATE, "batch_size": SUITE_BATCH_SIZE, "epochs": SUITE_TASKS[task].epochs
+    }
+    return FinetuneConfig(**{**protocol, **overrides})
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Downstream metrics: token accuracy, entity-level P/R/F1 (seqeval), accuracy, macro-F1.
+"""Downstream metrics: token accuracy, entity-level P/R/F1 (seqeval), sub-word-token P/R/F1, accuracy, macro-F1.
 
 Sequences are lists of per-word tag strings, gold and predicted of equal lengths; the
 alignment module maps sub-token predictions back to words before they arrive here.
@@ -104,6 +104,24 @@ def accuracy(gold: Sequence[Hashable], pred: Sequence[Hashable]) -> float:
     return float(np.mean(np.asarray(gold, dtype=object) == np.asarray(pred, dtype=object)))
 
 
+def _per_class_counts(
+    gold: Sequence[Hashable], pred: Sequence[Hashable], classes: Sequence[Hashable] | None, unit: str
+) -> list[tuple[int, int, int]]:
+    """(true positives, predicted, gold) per class; classes default to the union of gold and predicted."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold {unit} but {len(pred)} predicted ones")
+    if len(gold) == 0:
+        raise ValueError(f"no {unit} to score")
+    gold_array = np.asarray(gold, dtype=object)
+    pred_array = np.asarray(pred, dtype=object)
+    counts = []
+    for label in list(classes) if classes is not None else list(dict.fromkeys([*gold, *pred])):
+        is_gold = gold_array == label
+        is_pred = pred_array == label
+        counts.append((int(np.sum(is_gold & is_pred)), int(np.sum(is_pred)), int(np.sum(is_gold))))
+    return counts
+
+
 def macro_f1(
     gold: Sequence[Hashable], pred: Sequence[Hashable], labels: Sequence[Hashable] | None = None
 ) -> float:
@@ -112,20 +130,26 @@ def macro_f1(
     Classes default to the union of gold and predicted labels; a class with no gold and no
     predicted example scores 0 (sklearn's zero_division=0), so listing unused labels lowers it.
     """
-    if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predicted ones")
-    if len(gold) == 0:
-        raise ValueError("no examples to score")
-    gold_array = np.asarray(gold, dtype=object)
-    pred_array = np.asarray(pred, dtype=object)
-    classes = list(labels) if labels is not None else list(dict.fromkeys([*gold, *pred]))
-    scores = []
-    for label in classes:
-        is_gold = gold_array == label
-        is_pred = pred_array == label
-        true_pos = int(np.sum(is_gold & is_pred))
-        false_pos = int(np.sum(~is_gold & is_pred))
-        false_neg = int(np.sum(is_gold & ~is_pred))
-        denominator = 2 * true_pos + false_pos + false_neg
-        scores.append(2 * true_pos / denominator if denominator else 0.0)
-    return float(np.mean(scores))
+    counts = _per_class_counts(gold, pred, labels, "labels")
+    # 2TP + FP + FN = predicted + gold
+    return float(np.mean([2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0 for tp, n_pred, n_gold in counts]))
+
+
+def subword_token_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    """Precision/recall/F1 counted per sub-word token, as the DistilCamemBERT NER card reports them.
+
+    `gold`/`pred` hold one label per sub-word token (each sub-token carries its word's tag).
+    Per class c: P = TP/(TP+FP), R = TP/(TP+FN), F1 = 2PR/(P+R) (0 when undefined); the card's
+    global row is the support-weighted mean over every class, `O` included (its support column
+    sums to all sub-words), i.e. sklearn's classification_report "weighted avg". Tags are
+    compared as strings, so IOB prefixes count: `B-PER` predicted for `I-PER` is an error.
+    """
+    totals = {"subword_precision": 0.0, "subword_recall": 0.0, "subword_f1": 0.0}
+    for tp, n_pred, n_gold in _per_class_counts(gold, pred, list(dict.fromkeys(gold)), "sub-tokens"):
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold
+        weight = n_gold / len(gold)
+        totals["subword_precision"] += weight * precision
+        totals["subword_recall"] += weight * recall
+        totals["subword_f1"] += weight * (2 * precision * recall / (precision + recall) if tp else 0.0)
+    return totals

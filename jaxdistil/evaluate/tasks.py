@@ -2,7 +2,8 @@
 
 A task is `ner` or `pos` (token classification over `TaggedSentence`s) or `cls` (text(-pair)
 classification over `TextExample`s). Its splits are read from files (`read_split`) or from
-the HF Hub (`hf_task_splits`), then encoded with one label map into fixed-shape arrays
+the HF Hub (`hf_task_splits`; the model card's suite: `suite_task_splits`), then
+encoded with one label map into fixed-shape arrays
 {input_ids, attention_mask, labels} (labels per token or per example, IGNORE_INDEX where
 there is nothing to learn), each bound to the function that scores predictions on it at
 word or example level (`prepare_data`). Fitting a model to them is `evaluate.finetune`.
@@ -93,6 +94,28 @@ def read_split(
     return Split(str(path), examples)
 
 
+def hold_out(
+    examples: Sequence[Example], fraction: float, seed: int = 0, *, stratify: bool = False
+) -> tuple[list[Example], list[Example]]:
+    """(kept, held out): a seeded `fraction` (at least one) of `examples`, both in their original order.
+
+    With `stratify`, each label is split on its own (FLUE CLS's dev split is per class).
+    """
+    if stratify:
+        groups: dict[str, list[int]] = {}
+        for index, example in enumerate(examples):
+            groups.setdefault(example.label, []).append(index)
+    else:
+        groups = {"": list(range(len(examples)))}
+    kept, held = [], []
+    for offset, indices in enumerate(groups[key] for key in sorted(groups)):
+        order = np.random.default_rng(seed + offset).permutation(len(indices))
+        cut = len(indices) - max(1, int(fraction * len(indices)))
+        kept += [indices[i] for i in order[:cut]]
+        held += [indices[i] for i in order[cut:]]
+    return [examples[i] for i in sorted(kept)], [examples[i] for i in sorted(held)]
+
+
 def hf_task_splits(task: str, dev_fraction: float = 0.1) -> tuple[Split, Split, Split]:
     """(train, dev, test) of a `readers.HF_TASKS` task from the Hub (online or cached).
 
@@ -110,11 +133,92 @@ def hf_task_splits(task: str, dev_fraction: float = 0.1) -> tuple[Split, Split, 
     except ValueError as error:
         if "split" not in str(error).lower():
             raise
-    order = np.random.default_rng(0).permutation(len(train))
-    cut = len(train) - max(1, int(dev_fraction * len(train)))
-    train_part = [train[i] for i in sorted(order[:cut])]
-    dev_part = [train[i] for i in sorted(order[cut:])]
+    train_part, dev_part = hold_out(train, dev_fraction)
     return Split(f"{task}:train", train_part), Split(f"{task}:train (held out)", dev_part), test
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteTask:
+    """One task of DistilCamemBERT's model-card suite: its kind, where its data is, how dev is made."""
+
+    kind: str  # a `TASKS` key
+    data: str  # a `readers.PARQUET_DATASETS` key, or "webis_cls"
+    dataset_path_key: str  # the TASK of `--dataset-path TASK=DIR` that serves it
+    epochs: int  # the suite's fine-tuning protocol (`finetune.suite_config`)
+    dev_fraction: float | None = None  # None: the dataset's own validation split
+    domain: str | None = None  # FLUE CLS domain
+
+    @property
+    def dataset_id(self) -> str:
+        """The Hub id the model card's metadata names (FLUE's for CLS, which has no parquet copy)."""
+        return "GETALP/flue" if self.data == "webis_cls" else readers.PARQUET_DATASETS[self.data].repo
+
+    @property
+    def dataset_config(self) -> str | None:
+        """The Hub config the model card's metadata names (FLUE's `CLS` for the Webis archive)."""
+        if self.data == "webis_cls":
+            return "CLS"
+        return readers.PARQUET_DATASETS[self.data].config
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Test metrics the suite reports: seqeval F1 and the card's sub-word F1 for NER, else accuracy."""
+        return ("f1", "subword_f1") if self.kind == "ner" else ("accuracy",)
+
+
+SUITE_TASKS: dict[str, SuiteTask] = {
+    # Epochs: FLUE's configs (getalp/Flaubert flue/examples/): 30 on CLS
+    # (cls_books_lr5e6_hf_base_uncased.cfg), 10 on XNLI (xnli_lr5e6_xlm_base_cased.cfg), 10 on
+    # PAWS-X (assumed as XNLI's; its cfg not read). FLUE has no NER: 3 epochs (HF Trainer's default).
+    # wikiner has no validation split: 5 % of train held out (seed 0), as CATIE-AQ's frenchNER did.
+    "wikiner_fr": SuiteTask("ner", "wikiner_fr", "wikiner_fr", epochs=3, dev_fraction=0.05),
+    # FLUE holds out 20 % of each class of train as dev (extract_split_cls.py, val_ratio=0.2).
+    **{
+        f"flue_cls_{domain}": SuiteTask("cls", "webis_cls", "flue_cls", epochs=30, dev_fraction=0.2, domain=domain)
+        for domain in readers.CLS_DOMAINS
+    },
+    "pawsx_fr": SuiteTask("cls", "pawsx_fr", "pawsx_fr", epochs=10),
+    "xnli_fr": SuiteTask("cls", "xnli_fr", "xnli_fr", epochs=10),
+}
+# Names that stand for several suite tasks, reported each and averaged (FLUE reports CLS so).
+SUITE_GROUPS: dict[str, tuple[str, ...]] = {"flue_cls": tuple(f"flue_cls_{d}" for d in readers.CLS_DOMAINS)}
+
+
+def expand_suite_tasks(names: Sequence[str]) -> list[str]:
+    """Suite task names with groups (`flue_cls`) replaced by their members, order kept."""
+    expanded = []
+    for name in names:
+        members = SUITE_GROUPS.get(name, (name,))
+        unknown = [m for m in members if m not in SUITE_TASKS]
+        if unknown:
+            raise ValueError(f"unknown suite task {name!r}; known: {sorted(SUITE_TASKS) + sorted(SUITE_GROUPS)}")
+        expanded += [m for m in members if m not in expanded]
+    return expanded
+
+
+def suite_task_splits(name: str, dataset_path: str | None = None) -> tuple[Split, Split, Split]:
+    """(train, dev, test) of a `SUITE_TASKS` task, from the Hub or from a local copy (`dataset_path`).
+
+    FLUE CLS has no Hub copy: `dataset_path` is then the Webis-CLS-10 archive (or its extraction).
+    """
+    task = SUITE_TASKS[name]
+
+    def read(split: str) -> list[Example]:
+        if task.data != "webis_cls":
+            return readers.read_parquet_examples(task.data, split, dataset_path)
+        if dataset_path is None:
+            raise readers.DatasetUnavailableError(
+                f"{name} is read from the Webis-CLS-10 archive, which is not on the Hub: "
+                "pass --dataset-path flue_cls=PATH/cls-acl10-unprocessed.tar.gz"
+            )
+        return readers.read_webis_cls(dataset_path, task.domain, split)
+
+    train = read("train")
+    test = Split(f"{name}:test", read("test"))
+    if task.dev_fraction is None:
+        return Split(f"{name}:train", train), Split(f"{name}:validation", read("validation")), test
+    kept, held = hold_out(train, task.dev_fraction, stratify=task.kind == "cls")
+    return Split(f"{name}:train", kept), Split(f"{name}:train (held out {task.dev_fraction:.0%})", held), test
 
 
 def tag_scheme(sentences: Sequence[TaggedSentence]) -> metrics.TagScheme:
@@ -157,8 +261,23 @@ def _score_tags(
     scores = {"accuracy": metrics.token_accuracy(gold, predicted)}
     if task == "ner":
         scores.update(metrics.entity_scores(gold, predicted, scheme=scheme))
+        scores.update(metrics.subword_token_scores(*subword_labels(encoding.word_ids, gold, predicted)))
     scores["truncated_words"] = encoding.truncated_words
     return scores
+
+
+def subword_labels(
+    word_ids: np.ndarray, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
+) -> tuple[list[str], list[str]]:
+    """(gold, predicted) tag of every sub-word token in the window, each its word's.
+
+    The prediction is the word's, read off its first sub-token: the head is trained there only
+    (alignment), so a later sub-token's own argmax is untrained; a model trained on every
+    sub-token, as the DistilCamemBERT NER card's, predicts the word's tag on each of them.
+    """
+    rows, positions = np.nonzero(np.asarray(word_ids) != alignment.NO_WORD)
+    words = [(int(r), int(word_ids[r, p])) for r, p in zip(rows, positions, strict=True)]
+    return [gold[r][w] for r, w in words], [predicted[r][w] for r, w in words]
 
 
 def _score_labels(predictions: np.ndarray, *, gold: list[str], id2label: Mapping[int, str]) -> dict[str, float]:
