@@ -9,11 +9,18 @@ Writes OUT/train (and OUT/eval with --holdout-files) — int32 .npy shards of
     python scripts/prepare_data.py --input ../shared/data/fr_novels \
         --tokenizer path/to/camembert-base --seq-len 512 --out data/fr_novels_512 \
         --holdout-files 6
+
+--workers processes tokenise; the shards are the same bytes for any number of them. An
+interrupted run (killed, out of disk) resumes when the same command is run again: the
+complete shards are checked and kept, their documents skipped, and it goes on from there
+(--overwrite starts from nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import pathlib
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,14 +31,17 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from jaxdistil import cli
 from jaxdistil.data import corpus
 from jaxdistil.data.tokenize import (
+    META_FILE,
     ShardMeta,
     TokenizeProgress,
+    read_meta,
     tokenize_to_shards,
 )
 from jaxdistil.run_config import base
 from jaxdistil.tokenizer import load_tokenizer
 
 RUN_DATA = base().data  # the defaults shared with a run's data settings
+log = logging.getLogger("jaxdistil.prepare_data")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -78,8 +88,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--keep-remainder", action="store_true", help="pad the final partial block instead of dropping it"
     )
     parser.add_argument("--blocks-per-shard", type=int, default=65536, help="blocks in each .npy shard file")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing shards")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="tokenizer processes, one per core by default (1: tokenise in this process)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing shards, and start an interrupted run again from nothing")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: give at least 1")
     if bool(args.input) == bool(args.hf_dataset):
         parser.error("give exactly one of --input PATHS... or --hf-dataset NAME")
     if args.hf_dataset and args.holdout_files:
@@ -130,10 +145,25 @@ def write_split(args, tokenizer, split: str, holdout, held_out: bool) -> tuple[S
             tokenizer_name=args.tokenizer,
             drop_remainder=not args.keep_remainder,
             blocks_per_shard=args.blocks_per_shard,
+            workers=args.workers,
             on_progress=on_progress,
             overwrite=args.overwrite,
         )
     return meta, stats
+
+
+def finished_splits(args: argparse.Namespace, split_names: list[str]) -> list[str]:
+    """The splits an earlier, interrupted run finished, to keep while it resumes the others (none when
+    all are finished: then the output is complete, and writing it again needs --overwrite)."""
+    finished = [split for split in split_names if (args.out / split / META_FILE).exists()]
+    if args.overwrite or len(finished) == len(split_names):
+        return []
+    for split in finished:
+        meta = read_meta(args.out / split)
+        if (meta.seq_len, meta.tokenizer) != (args.seq_len, args.tokenizer):
+            raise ValueError(f"{args.out / split} holds shards made with other settings (--seq-len {meta.seq_len}, "
+                             f"--tokenizer {meta.tokenizer}): run with --overwrite or choose another --out")
+    return finished
 
 
 def summary(split: str, meta: ShardMeta, stats: corpus.CorpusStats, holdout, held_out: bool) -> str:
@@ -158,7 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them
             holdout = plan_holdout(args)
             tokenizer = load_tokenizer(args.tokenizer)
-            for split, held_out in splits(holdout).items():
+            split_sides = splits(holdout)
+            finished = finished_splits(args, list(split_sides))
+            for split, held_out in split_sides.items():
+                if split in finished:
+                    meta = read_meta(args.out / split)
+                    log.info("%s: complete from an earlier run, kept", args.out / split)
+                    lines.append(f"{split}: kept from an earlier run, {meta.num_blocks} blocks x {meta.seq_len} "
+                                 f"in {len(meta.shards)} shard(s)")
+                    continue
                 meta, stats = write_split(args, tokenizer, split, holdout, held_out)
                 lines.append(summary(split, meta, stats, holdout, held_out))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as e:

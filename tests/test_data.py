@@ -191,7 +191,7 @@ def test_token_counts_match_a_plain_count_and_skip_pad():
 
 def test_tokenize_texts_uses_no_special_tokens(tiny_tokenizer):
     texts = FRENCH_LINES[:5]
-    ids = list(tok.tokenize_texts(texts, tiny_tokenizer, batch_size=2))
+    ids = [doc.tolist() for doc in tok.tokenize_texts(texts, tiny_tokenizer, batch_size=2)]
     assert ids == [tiny_tokenizer.encode(t, add_special_tokens=False) for t in texts]
     assert all(0 not in doc and 2 not in doc for doc in ids)
     assert tok.special_ids(tiny_tokenizer) == tok.SpecialIds(bos_id=0, eos_id=2, pad_id=1)
