@@ -17,7 +17,10 @@ Needs the HF Hub (teacher, tokenizer, corpus) and a GPU/TPU. Sources of each set
   zstd (`fr_meta/fr_meta_part_<N>.jsonl.zst`, the text in `content`), are read directly and
   their metadata ignored; `--config.data.hf_name=DIR` reads a local copy laid out like the
   repository. OSCAR has no validation split, so the first `eval_max_docs` documents are held
-  out and never trained on.
+  out and never trained on. The training documents are streamed (`data.streaming`): read,
+  tokenised and packed while training runs, in `data.stream_lanes` lanes of files (one host
+  or more, each reading its own), resumable exactly from any checkpoint; `mlm_smoothing`'s
+  token counts come from the head of the stream (`data.stream_count_docs` documents).
 - everything the paper leaves unsaid takes the DistilBERT distiller's defaults (HF research
   project `distillation/train.py`): temperature 2.0; 15 % masking, 80/10/10; mlm_smoothing
   0.7 (token-frequency-smoothed masking); restrict_ce_to_mask False; AdamW lr 5e-4,
@@ -63,7 +66,9 @@ def get_config(arg: str | None = None):
     c.data.hf_split = "train"
     c.data.hf_eval_split = ""  # none: hold out the stream's first eval_max_docs documents
     c.data.text_field = "content"
-    c.data.max_docs = 20_000_000  # tokenised once into WORKDIR/data (shards), then epochs over them
+    c.data.max_docs = -1  # every document: streamed (read, tokenised, packed while training), epoch after epoch
+    c.data.streaming = True
+    c.data.stream_lanes = 8  # the files dealt to this many streams: up to as many hosts, each reading its own
     c.data.eval_max_docs = 10_000
     c.data.seq_len = 512  # blocks of <s> + 510 tokens + </s>: all 512 positions of camembert-base
     c.masking.mlm_smoothing = 0.7
@@ -110,8 +115,9 @@ def local(c) -> None:
     c.tokenizer.source = "train"
     c.tokenizer.vocab_size = 300
     c.tokenizer.train_max_docs = 600
-    c.data.max_docs = 600
     c.data.eval_max_docs = 50
+    c.data.stream_lanes = 2  # so two processes can share the run (each replica has at least as many files)
+    c.data.stream_count_docs = 200
     c.data.seq_len = 32
     c.train.steps = 4
     c.train.batch_size = 8

@@ -24,8 +24,7 @@ import sys
 
 from jaxdistil import cli
 from jaxdistil.checkpoint import has_tokenizer, is_params_checkpoint, load_params_checkpoint, load_student_from_workdir
-from jaxdistil.convert import save_hf
-from jaxdistil.model_card import PublishError, push_to_hub, read_recipe, render_card, write_card
+from jaxdistil.model_card import PublishError, push_to_hub, write_export
 from jaxdistil.tokenizer import load_tokenizer
 from jaxdistil.workdir import Workdir, owning_workdir
 
@@ -74,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.push_to_hub and args.push_to_hub.count("/") != 1:
             raise ValueError(f"--push-to-hub {args.push_to_hub}: expected USER/NAME")
         suite = json.loads(args.results.read_text(encoding="utf-8")) if args.results else None
-        recipe = None if is_params_checkpoint(source) else read_recipe(source)
-        out = save_hf(config, params, args.out, tokenizer)
-        name = args.push_to_hub.split("/")[1] if args.push_to_hub else out.resolve().name
-        write_card(out, render_card(name, recipe, suite, repo_id=args.push_to_hub))
+        workdir = None if is_params_checkpoint(source) else source
+        out = write_export(config, params, args.out, tokenizer, workdir=workdir, suite=suite, repo_id=args.push_to_hub)
         print(f"wrote {out}{f' (step {step})' if step is not None else ''}: {cli.describe_model(config, params)}, "
               f"tokenizer: {'yes' if tokenizer is not None else 'no (pass --tokenizer)'}, model card README.md")
         if args.push_to_hub:

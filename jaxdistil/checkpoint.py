@@ -26,7 +26,7 @@ from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, load_hf, params_to_state_dict, state_dict_to_params
 from jaxdistil.modeling import MaskedLM, param_shapes
 from jaxdistil.optim import TrainState
-from jaxdistil.tokenizer import load_tokenizer
+from jaxdistil.tokenizer import load_tokenizer, save_tokenizer
 from jaxdistil.workdir import Workdir, is_training_workdir
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def save_params_checkpoint(out_dir: str | os.PathLike, config: ModelConfig, para
     checkpointer.wait_until_finished()
     (out / CONFIG_FILE).write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(out))
+        save_tokenizer(tokenizer, out)
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from absl import logging as absl_logging
 
 from jaxdistil.modeling import count_params
+from jaxdistil.tables import format_value  # cli.format_value: the tools' cell format
 
 # Libraries that log every file written or every compile at INFO.
 QUIET_LOGGERS = ("absl", "orbax", "jax", "grain", "tensorstore", "etils", "datasets", "transformers")
@@ -80,15 +81,6 @@ def describe_model(config: Any, params: Any) -> str:
     """'camembert, 6 layers x 768, vocab 32005, 68,123,456 parameters': what a tool just read or wrote."""
     return (f"{config.model_type}, {config.num_hidden_layers} layers x {config.hidden_size}, "
             f"vocab {config.vocab_size}, {count_params(params):,} parameters")
-
-
-def format_value(value: Any, digits: int = 4) -> str:
-    """Floats to `digits` decimals, None as '-', everything else as str."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], digits: int = 4) -> str:

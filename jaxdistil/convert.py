@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxdistil import modeling
 from jaxdistil.config import ModelConfig
+from jaxdistil.tokenizer import save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,9 @@ def save_hf(config: ModelConfig, params: Mapping[str, Any], out_dir: str | os.Pa
             tokenizer: Any = None, *, id2label: Mapping[int, str] | None = None) -> pathlib.Path:
     """Writes config.json + model.safetensors (+ tokenizer files) that HF loads as-is.
 
-    The head is read off the params (`lm_head`, or `classifier` with/without `out_proj`).
+    The head is read off the params (`lm_head`, or `classifier` with/without `out_proj`). With a
+    tokenizer, config.json's bos/eos ids are the tokenizer's (a student's config is its teacher's,
+    whose ids may belong to another tokenizer), as camembert-base's are its tokenizer's.
     """
     from safetensors.numpy import save_file
 
@@ -255,10 +258,12 @@ def save_hf(config: ModelConfig, params: Mapping[str, Any], out_dir: str | os.Pa
                  "label2id": {str(v): int(i) for i, v in labels.items()}}
     if tokenizer is not None:
         check_tokenizer(tokenizer, config)
+        ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+        config = config.replace(**{k: v for k, v in ids.items() if v is not None})
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config.to_hf_config(HEAD_ARCHITECTURES[head], **extra).save_pretrained(str(out))
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(out))
+        save_tokenizer(tokenizer, out)
     log.info("wrote %d tensors (%s) to %s", len(state), HEAD_ARCHITECTURES[head], out)
     return out
 

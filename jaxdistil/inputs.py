@@ -1,8 +1,9 @@
 """What a run reads, resolved from its config before any long work starts.
 
 `prepare_inputs(config, workdir)` checks the corpus settings and the workdir, then resolves
-the tokenizer, the frozen teacher, the student's initial parameters and the token data,
-checking each against the others (tokenizer vs models, sequence length vs positions).
+the tokenizer, the frozen teacher, the student's initial parameters and the token data
+(token shards, or for a Hub-layout corpus the training stream, `data.streaming`), checking each
+against the others (tokenizer vs models, sequence length vs positions).
 Everything a run writes once — the tokenizer, a random teacher, the token shards — is made
 by process 0 alone and read back by every process after a barrier (`primary_first`), so all
 hosts agree; it is written under a temporary name and renamed into place only when complete
@@ -23,6 +24,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+import grain
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -30,7 +32,8 @@ from jax.experimental import multihost_utils
 from jaxdistil.checkpoint import find_tokenizer, load_model
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
-from jaxdistil.data import corpus
+from jaxdistil.data import corpus, stream
+from jaxdistil.data.pipeline import make_train_iterator
 from jaxdistil.data.tokenize import (
     META_FILE,
     meta_mismatches,
@@ -41,7 +44,7 @@ from jaxdistil.data.tokenize import (
 )
 from jaxdistil.modeling import MaskedLM, init_params
 from jaxdistil.student import check_layer_map, default_layer_map, init_from_teacher, student_config
-from jaxdistil.tokenizer import load_tokenizer, train_tokenizer
+from jaxdistil.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 from jaxdistil.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -69,9 +72,10 @@ class RunInputs:
     teacher_params: Any
     student_config: ModelConfig
     student_init: Any  # initial student params (used only when not resuming)
-    train_blocks: Any
+    train_blocks: Any  # token blocks; None when the training documents are streamed
     eval_blocks: Any
     token_counts: np.ndarray | None
+    train_stream: stream.StreamSource | None = None  # the streamed training documents (data.streaming)
 
 
 def check_workdir(workdir: Workdir) -> None:
@@ -143,6 +147,10 @@ def plan_corpus(config: Any) -> corpus.Holdout | None:
     if data_cfg.source == "hf" and reads_text and not data_cfg.hf_name:
         raise ValueError(f"data.source='hf' but {DATA_FIELDS.hf_name} is not set: give a Hub dataset id or a local "
                          "directory laid out exactly like the repository (--config.data.hf_name=DIR)")
+    if streams(data_cfg) and data_cfg.max_docs >= 0:
+        raise ValueError(f"data.max_docs={data_cfg.max_docs} bounds the documents tokenised into shards, but the "
+                         "training stream reads every document, epoch after epoch: set data.max_docs=-1, or "
+                         "data.streaming=False")
     if data_cfg.source != "files" or not reads_text:
         return None
     files = corpus.check_local_files(list(data_cfg.paths), encoding=data_cfg.encoding, names=DATA_FIELDS)
@@ -155,6 +163,22 @@ def plan_corpus(config: Any) -> corpus.Holdout | None:
             f"to 1 or more (whole files, or a {DATA_FIELDS.holdout_fraction} of the documents when there are too "
             "few files), or data.eval_shards_dir to held-out shards (scripts/prepare_data.py)")
     return holdout
+
+
+def streams(data_cfg: Any) -> bool:
+    """Whether the training documents are streamed (data/stream.py) rather than read from token shards: a Hub
+    dataset read file by file (data.hf_data_files), unless data.streaming is off or shards are given."""
+    return data_cfg.source == "hf" and data_cfg.streaming and bool(data_cfg.hf_data_files) and not data_cfg.shards_dir
+
+
+def plan_train_stream(data_cfg: Any) -> stream.StreamSource:
+    """The training stream of the Hub-layout corpus, checked; without an evaluation split its first
+    eval_max_docs documents are held out (the same ones `training_texts(held_out=True)` reads)."""
+    return stream.plan_stream(
+        data_cfg.hf_name, data_cfg.hf_data_files, config=data_cfg.hf_config, split=data_cfg.hf_split,
+        n_held_out=0 if data_cfg.hf_eval_split else data_cfg.eval_max_docs, lanes=data_cfg.stream_lanes,
+        text_field=data_cfg.text_field, min_chars=data_cfg.min_chars, skip_corrupt_files=data_cfg.skip_corrupt_files,
+        lanes_setting="data.stream_lanes", names=DATA_FIELDS)
 
 
 def training_texts(data_cfg: Any, holdout: corpus.Holdout | None, held_out: bool) -> Any:
@@ -222,7 +246,7 @@ def resolve_tokenizer(config: Any, workdir: Workdir, holdout: corpus.Holdout | N
             except ValueError as e:
                 raise ValueError(f"the tokenizer of tokenizer.source={config.tokenizer.source!r} does not fit the "
                                  f"teacher {config.teacher.source}: {e}") from None
-        build_in_place({saved: lambda partial: tokenizer.save_pretrained(str(partial))})
+        build_in_place({saved: lambda partial: save_tokenizer(tokenizer, partial)})
 
     primary_first("tokenizer", make_and_save)
     try:
@@ -302,9 +326,11 @@ def resolve_student(config: Any, tokenizer: Any, teacher_config: ModelConfig | N
 
 
 def resolve_data(config: Any, tokenizer: Any, workdir: Workdir, holdout: corpus.Holdout | None):
-    """Token blocks for training and evaluation: pre-tokenised shards, or tokenised once into
-    WORKDIR/data (both splits renamed into place together, once both are made)."""
+    """(train blocks, eval blocks, token counts, train stream): pre-tokenised shards, or tokenised once
+    into WORKDIR/data (the splits renamed into place together, once all are made); a streamed run
+    tokenises only its held-out documents there, and reads its training documents as it trains."""
     data_cfg = config.data
+    train_stream = plan_train_stream(data_cfg) if streams(data_cfg) else None
     given = {"train": data_cfg.shards_dir, "eval": data_cfg.eval_shards_dir}
     dirs = {split: pathlib.Path(path) if path else workdir.data(split) for split, path in given.items()}
     for split, path in given.items():
@@ -320,15 +346,60 @@ def resolve_data(config: Any, tokenizer: Any, workdir: Workdir, holdout: corpus.
 
     def make_missing():
         missing = {dirs[split]: functools.partial(tokenize_split, split=split) for split, path in given.items()
-                   if not path and not (dirs[split] / META_FILE).is_file()}
+                   if not path and not (dirs[split] / META_FILE).is_file()
+                   and not (split == "train" and train_stream)}
         if missing:
             build_in_place(missing)
 
     primary_first("data", make_missing)
-    train_blocks = read_split(dirs["train"], given["train"], config, tokenizer, workdir)
+    train_blocks = None if train_stream else read_split(dirs["train"], given["train"], config, tokenizer, workdir)
     eval_blocks = read_split(dirs["eval"], given["eval"], config, tokenizer, workdir)
-    counts = read_token_counts(dirs["train"]) if config.masking.mlm_smoothing > 0 else None
-    return train_blocks, eval_blocks, counts
+    counts = None
+    if config.masking.mlm_smoothing > 0:
+        counts = (resolve_stream_counts(config, tokenizer, workdir, train_stream) if train_stream
+                  else read_token_counts(dirs["train"]))
+    return train_blocks, eval_blocks, counts, train_stream
+
+
+STREAM_COUNTS_FILE = "token_counts.npy"
+STREAM_COUNTS_MADE_WITH = "made_with.json"
+
+
+def resolve_stream_counts(config: Any, tokenizer: Any, workdir: Workdir, source: stream.StreamSource) -> np.ndarray:
+    """The token counts `mlm_smoothing` masks a streamed run by (`stream.head_token_counts` over the first
+    data.stream_count_docs training documents): counted once by process 0 into WORKDIR/data/stream_counts,
+    so a resumed run masks exactly as before, read back by every process."""
+    saved = workdir.data("stream_counts")
+    made_with = {"docs": config.data.stream_count_docs, "seq_len": config.data.seq_len,
+                 "vocab_size": len(tokenizer)}
+
+    def count(partial: pathlib.Path) -> None:
+        log.info("counting the tokens of the first %d training documents", config.data.stream_count_docs)
+        counts = stream.head_token_counts(source, tokenizer, num_docs=config.data.stream_count_docs,
+                                          seq_len=config.data.seq_len)
+        np.save(partial / STREAM_COUNTS_FILE, counts)
+        (partial / STREAM_COUNTS_MADE_WITH).write_text(json.dumps(made_with) + "\n")
+
+    primary_first("stream_counts", lambda: None if saved.exists() else build_in_place({saved: count}))
+    try:
+        found = json.loads((saved / STREAM_COUNTS_MADE_WITH).read_text())
+        counts = np.load(saved / STREAM_COUNTS_FILE)
+    except (OSError, ValueError) as e:
+        raise left_in_workdir(saved, f"cannot be read ({e})", UNREADABLE) from None
+    if found != made_with:
+        raise left_in_workdir(saved, f"holds the token counts of {found}, this run counts {made_with}")
+    return counts
+
+
+def train_iterator(config: Any, inputs: RunInputs) -> grain.DatasetIterator:
+    """The run's checkpointable iterator of this process's training batches: streamed, or over token shards."""
+    if inputs.train_stream is not None:
+        data_cfg = config.data
+        return stream.make_stream_iterator(inputs.train_stream, inputs.tokenizer, seq_len=data_cfg.seq_len,
+                                           lanes=data_cfg.stream_lanes, global_batch_size=config.train.batch_size,
+                                           prefetch=data_cfg.stream_prefetch)
+    return make_train_iterator(inputs.train_blocks, global_batch_size=config.train.batch_size,
+                               seed=config.data.seed, pad_id=inputs.tokenizer.pad_token_id)
 
 
 def read_split(path: pathlib.Path, given: str, config: Any, tokenizer: Any, workdir: Workdir) -> Any:
@@ -381,8 +452,8 @@ def build_inputs(config: Any, workdir: Workdir, holdout: corpus.Holdout | None) 
     s_config, s_params = resolve_student(config, tokenizer, teacher_config, teacher_params)
     check_tokenizer(tokenizer, s_config)
     check_sequence_length(config.data.seq_len, s_config, "student")
-    train_blocks, eval_blocks, counts = resolve_data(config, tokenizer, workdir, holdout)
+    train_blocks, eval_blocks, counts, train_stream = resolve_data(config, tokenizer, workdir, holdout)
     if jax.process_index() == 0:
         workdir.student_config.write_text(json.dumps(s_config.to_hf_dict(), indent=2) + "\n")
     return RunInputs(workdir, tokenizer, teacher_config, teacher_params, s_config, s_params, train_blocks,
-                     eval_blocks, counts)
+                     eval_blocks, counts, train_stream)

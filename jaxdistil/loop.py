@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 
 from jaxdistil import sharding
 from jaxdistil.checkpoint import restore_newest_readable, save_train_state
-from jaxdistil.convert import save_hf
 from jaxdistil.data.masking import token_weights_from_counts
-from jaxdistil.data.pipeline import make_eval_batches, make_train_iterator
+from jaxdistil.data.pipeline import make_eval_batches
 from jaxdistil.evaluate.mlm import EvalMasking, batch_key, metrics_from_sums, mlm_eval_step
-from jaxdistil.inputs import RunInputs, build_inputs, check_settings, check_workdir
+from jaxdistil.inputs import RunInputs, build_inputs, check_settings, check_workdir, train_iterator
 from jaxdistil.metric_writer import MetricWriter, host_scalars, last_logged
+from jaxdistil.model_card import write_export
 from jaxdistil.optim import TrainState
-from jaxdistil.run_record import check_resume, record_event, record_invocation, record_settings
+from jaxdistil.run_record import check_resume, record_event, record_invocation, record_settings, record_training
 from jaxdistil.step import CompiledStep, compile_step
 from jaxdistil.workdir import Workdir, WorkdirLock
 
@@ -59,8 +59,7 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
                 record_settings(config, workdir)
             inputs = build_inputs(config, workdir, holdout)
             compiled = compile_step(config, inputs.student_config, inputs.teacher_config, inputs.tokenizer)
-            data_iter = make_train_iterator(inputs.train_blocks, global_batch_size=config.train.batch_size,
-                                            seed=config.data.seed, pad_id=inputs.tokenizer.pad_token_id)
+            data_iter = train_iterator(config, inputs)
             manager, state, resumed_from = restore_or_init(config, inputs, compiled, data_iter)
             if primary:
                 record_invocation(workdir, changed, resumed_from)
@@ -69,12 +68,26 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
                     log.info("already complete at step %d of %d", resumed_from, config.train.steps)
                     last = last_logged(workdir)
                 else:
-                    last, state = train(config, inputs, compiled, state, data_iter, manager)
+                    last, state = timed_train(config, inputs, compiled, state, data_iter, manager)
             finally:
                 manager.close()
             if config.export_hf and int(jax.device_get(state.step)) >= config.train.steps and primary:
-                save_hf(inputs.student_config, jax.device_get(state.params), workdir.hf_export, inputs.tokenizer)
+                write_export(inputs.student_config, jax.device_get(state.params), workdir.hf_export,
+                             inputs.tokenizer, workdir=workdir.root)
             return last
+
+
+def timed_train(config: Any, inputs: RunInputs, compiled: CompiledStep, state: TrainState, data_iter: Any,
+                manager: ocp.CheckpointManager) -> tuple[dict[str, float], TrainState]:
+    """`train`, with its wall time recorded in run_history.jsonl however it ends (the card's wall time)."""
+    start_step, started, end_step = int(jax.device_get(state.step)), time.monotonic(), None
+    try:
+        last, state = train(config, inputs, compiled, state, data_iter, manager)
+        end_step = int(jax.device_get(state.step))
+        return last, state
+    finally:
+        if jax.process_index() == 0:
+            record_training(inputs.workdir, start_step, end_step, time.monotonic() - started)
 
 
 def restore_or_init(config: Any, inputs: RunInputs, compiled: CompiledStep, data_iter: Any

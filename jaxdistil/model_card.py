@@ -14,9 +14,11 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxdistil.cli import format_value
+from jaxdistil.config import ModelConfig
+from jaxdistil.convert import save_hf
 from jaxdistil.metric_writer import read_rows
-from jaxdistil.run_record import recorded_fields
+from jaxdistil.run_record import read_history, recorded_fields
+from jaxdistil.tables import markdown_table
 from jaxdistil.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -46,13 +48,6 @@ class PublishError(RuntimeError):
     """The Hub refused or could not be reached; the message says what was (not) left behind."""
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], digits: int = 4) -> str:
-    """A GitHub/Hub markdown table; cells as `cli.format_value` prints them."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(format_value(row.get(c), digits) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------ recipe
 
 
@@ -68,8 +63,42 @@ def tokens_seen(rows: Sequence[Mapping[str, Any]]) -> int | None:
     return int(total)
 
 
+def hardware_used(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each distinct device set the run's invocations trained on, e.g. '8 × TPU v4 (2 hosts)'."""
+    seen: list[str] = []
+    for entry in history:
+        hw = entry.get("hardware")
+        if not hw:
+            continue
+        hosts = f" ({hw['process_count']} hosts)" if hw["process_count"] > 1 else ""
+        text = f"{hw['device_count']} × {hw['device_kind']}{hosts}"
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def wall_time(history: Sequence[Mapping[str, Any]], planned_steps: int) -> tuple[float | None, int]:
+    """(seconds in the training loop summed over the run's invocations, invocations that recorded
+    none: killed, or failed before training; their time is missing from the sum)."""
+    invocations: list[list[Mapping[str, Any]]] = []
+    for entry in history:
+        if entry.get("event") in ("started", "resumed"):
+            invocations.append([entry])
+        elif invocations:
+            invocations[-1].append(entry)
+    seconds, untimed = None, 0
+    for start, *events in invocations:
+        timed = [e["seconds"] for e in events if e.get("event") == "trained"]
+        if timed:
+            seconds = (seconds or 0.0) + sum(timed)
+        elif (start.get("resumed_from") or 0) < planned_steps:
+            untimed += 1
+    return seconds, untimed
+
+
 def read_recipe(workdir: str | pathlib.Path) -> dict[str, Any]:
-    """What the card reports of a run: teacher, layer map, loss weights, temperature, steps, tokens seen."""
+    """What the card reports of a run: teacher, layer map, loss weights, temperature, steps, tokens
+    seen, hardware and wall time."""
     run = Workdir(workdir)
     fields = recorded_fields(run)
     if fields is None:
@@ -77,6 +106,8 @@ def read_recipe(workdir: str | pathlib.Path) -> dict[str, Any]:
     student = json.loads(run.student_config.read_text(encoding="utf-8")) if run.student_config.is_file() else {}
     layer_map = list(fields["student.layer_map"]) or None
     rows = read_rows(run)
+    history = read_history(run)
+    seconds, untimed = wall_time(history, fields["train.steps"])
     return {
         "teacher": fields["teacher.source"],
         "student_layers": student.get("num_hidden_layers", fields["student.num_layers"]),
@@ -92,7 +123,20 @@ def read_recipe(workdir: str | pathlib.Path) -> dict[str, Any]:
         "sequence_length": fields["data.seq_len"],
         "tokens_seen": tokens_seen(rows),
         "tokens_per_s": next((r["perf/tokens_per_s"] for r in reversed(rows) if "perf/tokens_per_s" in r), None),
+        "hardware": hardware_used(history),
+        "wall_time_s": seconds,
+        "untimed_invocations": untimed,
     }
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{seconds:.1f} s"
 
 
 def _recipe_section(recipe: Mapping[str, Any]) -> str:
@@ -101,6 +145,10 @@ def _recipe_section(recipe: Mapping[str, Any]) -> str:
     steps = recipe["steps"] if recipe["steps"] is not None else "-"
     tokens = f"{recipe['tokens_seen']:,}" if recipe["tokens_seen"] is not None else "-"
     speed = f"{recipe['tokens_per_s']:,.0f}" if recipe["tokens_per_s"] is not None else "-"
+    wall = _duration(recipe["wall_time_s"]) if recipe["wall_time_s"] is not None else "-"
+    if recipe["untimed_invocations"]:
+        wall += (f" (a lower bound: {recipe['untimed_invocations']} invocation(s) recorded no training time, "
+                 "killed or failed before training)")
     return "\n".join([
         "## Distillation recipe",
         "",
@@ -111,6 +159,7 @@ def _recipe_section(recipe: Mapping[str, Any]) -> str:
         f"{recipe['alpha_cosine']} · cosine(hidden states) + {recipe['alpha_mlm']} · MLM",
         f"- steps trained: {steps} of {recipe['planned_steps']} planned, batch {recipe['batch_size']} × "
         f"{recipe['sequence_length']} tokens; tokens seen: {tokens}; last logged throughput: {speed} tokens/s",
+        f"- hardware: {'; '.join(recipe['hardware']) or '-'}; training wall time: {wall}",
     ])
 
 
@@ -195,6 +244,27 @@ def write_card(out_dir: str | pathlib.Path, text: str) -> pathlib.Path:
     path = pathlib.Path(out_dir) / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_export(config: ModelConfig, params: Mapping[str, Any], out_dir: str | pathlib.Path, tokenizer: Any = None,
+                 *, workdir: str | pathlib.Path | None = None, suite: Mapping[str, Any] | None = None,
+                 repo_id: str | None = None) -> pathlib.Path:
+    """What every export writes (conversion/to_pytorch.py and the trainer's `export_hf`): the HF
+    directory and its model card, with the recipe when the model comes from a training `workdir`."""
+    recipe = read_recipe(workdir) if workdir is not None else None  # before writing: a bad workdir writes nothing
+    out = save_hf(config, params, out_dir, tokenizer)
+    write_card(out, render_card(model_name(out, workdir, repo_id), recipe, suite, repo_id=repo_id))
+    return out
+
+
+def model_name(out: pathlib.Path, workdir: str | pathlib.Path | None, repo_id: str | None) -> str:
+    """The card's title: the Hub repository's name, else the export directory's, except that a
+    workdir's own export `hf/` is named after the workdir."""
+    if repo_id:
+        return repo_id.split("/")[1]
+    if workdir is not None and out.resolve() == Workdir(workdir).hf_export.resolve():
+        return Workdir(workdir).root.resolve().name
+    return out.resolve().name
 
 
 # ------------------------------------------------------------------------------ publish

@@ -65,7 +65,20 @@ def base() -> ConfigDict:
     # A compressed or parquet corpus file that cannot be read to its end (damaged, truncated) fails set-up, naming
     # it; True skips it with a warning instead (the documents read from it before the damage are kept).
     c.data.skip_corrupt_files = False
-    c.data.max_docs = -1  # -1: all documents
+    c.data.max_docs = -1  # -1: all documents (streaming reads every document, epoch after epoch: it must be -1)
+    # source="hf" with hf_data_files: True reads, cleans, tokenises and packs the training documents on the fly, in
+    # a background thread, resumable exactly from any checkpoint (jaxdistil/data/stream.py), so step 1 starts in
+    # seconds; False tokenises them once into WORKDIR/data shards before step 1. Local files (source="files") and
+    # datasets' own layout (hf_data_files="") always use shards, as do given shards_dir.
+    c.data.streaming = True
+    # Streamed: independent streams the files are dealt to (file i to lane i % stream_lanes), each packed on its
+    # own; the batch is the same for any process count. A multiple of the process count, dividing
+    # train.batch_size, at most the number of files.
+    c.data.stream_lanes = 1
+    c.data.stream_prefetch = 4  # streamed: batches made ahead in the background thread (0: none)
+    # Streamed with masking.mlm_smoothing > 0: the token counts it masks by are those of the first
+    # stream_count_docs training documents, counted once at set-up (WORKDIR/data/stream_counts).
+    c.data.stream_count_docs = 10_000
     c.data.eval_max_docs = 2000
     c.data.seq_len = 128
     c.data.shards_dir = ""  # pre-tokenised shards (scripts/prepare_data.py); "" = tokenise into WORKDIR/data

@@ -8,7 +8,8 @@ log, evaluate and checkpoint, the device layout, and the optimisation itself (a 
 rate or fp32 to get past a divergence) — and is accepted: `record_settings` rewrites
 `run_config.json` before set-up writes anything (so even a set-up that fails leaves a record of
 what its files were made for), and `record_invocation` appends to `run_history.jsonl` what
-changed and where the run resumed from.
+changed, where the run resumed from and the hardware it ran on. `record_training` adds each
+invocation's training time, so the run's wall time is the sum over its invocations (`read_history`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import os
 import socket
 from typing import Any
+
+import jax
 
 from jaxdistil.run_config import base
 from jaxdistil.workdir import Workdir
@@ -110,7 +113,34 @@ def record_settings(config: Any, workdir: Workdir) -> None:
     os.replace(partial, workdir.run_config)
 
 
+def hardware() -> dict[str, Any]:
+    """The devices this invocation trains on, as the model card reports them."""
+    devices = jax.devices()
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+            "device_count": len(devices), "process_count": jax.process_count()}
+
+
 def record_invocation(workdir: Workdir, changed: dict[str, tuple[Any, Any]], resumed_from: int | None) -> None:
-    """One line of run_history.jsonl: started or resumed (from which step), and what changed."""
+    """One line of run_history.jsonl: started or resumed (from which step), what changed, on what hardware."""
     _history_line(workdir, {"event": "started" if resumed_from is None else "resumed", "resumed_from": resumed_from,
-                            "changed": {k: {"was": a, "now": b} for k, (a, b) in changed.items()}})
+                            "changed": {k: {"was": a, "now": b} for k, (a, b) in changed.items()},
+                            "hardware": hardware()})
+
+
+def record_training(workdir: Workdir, from_step: int, to_step: int | None, seconds: float) -> None:
+    """One line of run_history.jsonl: this invocation's time in the training loop (to_step None:
+    it ended in an error). A process killed outright (SIGKILL) leaves no such line."""
+    record_event(workdir, "trained", from_step=from_step, to_step=to_step, seconds=round(seconds, 3))
+
+
+def read_history(workdir: Workdir) -> list[dict[str, Any]]:
+    """run_history.jsonl's entries, oldest first ([] when there is none); a line cut short is skipped."""
+    if not workdir.run_history.is_file():
+        return []
+    entries = []
+    for line in workdir.run_history.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries

@@ -7,7 +7,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
+from helpers import make_tiny_tokenizer
 from safetensors.numpy import load_file, save_file
 from transformers import AutoModelForMaskedLM, CamembertConfig, CamembertForMaskedLM, pipeline
 
@@ -173,3 +175,45 @@ def test_conversion_cli_bad_input(tmp_path):
     done = run_cli("to_pytorch.py", "--checkpoint", tmp_path / "missing", "--out", tmp_path / "y")
     assert done.returncode != 0 and "no checkpoint at" in done.stderr
     assert run_cli("to_pytorch.py", "--help").returncode == 0
+
+
+# camembert-base's config.json as the Hub serves it (huggingface.co/camembert-base, config.json).
+# `output_past` is a transformers-2 field no model class reads any more, so it is not expected back.
+CAMEMBERT_BASE_CONFIG = {
+    "architectures": ["CamembertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "bos_token_id": 5,
+    "eos_token_id": 6, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 768,
+    "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05, "max_position_embeddings": 514,
+    "model_type": "camembert", "num_attention_heads": 12, "num_hidden_layers": 12, "output_past": True,
+    "pad_token_id": 1, "type_vocab_size": 1, "vocab_size": 32005,
+}
+LEGACY_FIELDS = {"output_past"}
+
+
+def test_exported_config_has_camembert_base_fields_and_the_tokenizer_ids(tmp_path, french_tokenizer_dir):
+    """A student's config comes from its teacher's (here camembert-base's bos 5 / eos 6), but its ids
+    must be those of the tokenizer it is exported with; tie_word_embeddings is written explicitly."""
+    tokenizer = load_tokenizer(french_tokenizer_dir)
+    config = ModelConfig(**{**SMALL, "vocab_size": len(tokenizer), "bos_token_id": 5, "eos_token_id": 6})
+    save_hf(config, init_params(MaskedLM(config), jax.random.key(0)), tmp_path / "export", tokenizer)
+    written = json.loads((tmp_path / "export" / "config.json").read_text(encoding="utf-8"))
+    assert set(CAMEMBERT_BASE_CONFIG) - LEGACY_FIELDS <= set(written)
+    assert {k: written[k] for k in ("architectures", "model_type", "hidden_act", "type_vocab_size")} == {
+        k: CAMEMBERT_BASE_CONFIG[k] for k in ("architectures", "model_type", "hidden_act", "type_vocab_size")}
+    assert written["tie_word_embeddings"] is True
+    exported = load_tokenizer(tmp_path / "export")
+    assert (written["bos_token_id"], written["eos_token_id"], written["pad_token_id"]) == (
+        exported.bos_token_id, exported.eos_token_id, exported.pad_token_id) == (0, 2, 1)
+
+
+def test_sentencepiece_model_is_exported_when_the_source_has_one(tmp_path, french_tokenizer_dir, french_lines):
+    with_spm = load_tokenizer(french_tokenizer_dir)
+    assert (french_tokenizer_dir / "sentencepiece.bpe.model").is_file()
+    config = ModelConfig(**{**SMALL, "vocab_size": len(with_spm)})
+    params = init_params(MaskedLM(config), jax.random.key(0))
+    save_hf(config, params, tmp_path / "a", with_spm)
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "a" / "sentencepiece.bpe.model"))
+    text = french_lines[:200]
+    assert processor.encode(text) == load_tokenizer(tmp_path / "a")(text, add_special_tokens=False)["input_ids"]
+    without = make_tiny_tokenizer(french_lines[:300], vocab_size=len(with_spm))
+    save_hf(config, params, tmp_path / "b", without)
+    assert not (tmp_path / "b" / "sentencepiece.bpe.model").exists()

@@ -189,6 +189,7 @@ def test_paper_local_trains_a_few_steps_on_each_replica(replica, variants, oscar
     assert math.isfinite(metrics["loss/total"]) and metrics["loss/total"] > 0
     assert math.isfinite(metrics["eval/mlm_accuracy"])
     assert (tmp_path / "run" / "hf" / "config.json").is_file()
+    assert not (tmp_path / "run" / "data" / "train").exists()  # streamed: no training shards (tests/test_streaming.py)
 
 
 # --- bad input: one line saying what to do ------------------------------------------------------

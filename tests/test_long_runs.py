@@ -30,7 +30,9 @@ def _steps_logged(workdir):
 
 
 def _history(workdir):
-    return [json.loads(line) for line in Workdir(workdir).run_history.read_text().splitlines()]
+    """run_history.jsonl without its "trained" lines (each invocation's training time, for the model card)."""
+    entries = [json.loads(line) for line in Workdir(workdir).run_history.read_text().splitlines()]
+    return [e for e in entries if e["event"] != "trained"]
 
 
 # --- 1. divergence -------------------------------------------------------------------------------------

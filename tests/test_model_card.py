@@ -1,7 +1,8 @@
 """Every export writes a model card that the Hub's parser reads; the push uploads one folder or nothing.
 
 A random tiny masked LM (a params checkpoint with the French test tokenizer) goes through
-conversion/to_pytorch.py; the Hub is never contacted (tests run with HF_HUB_OFFLINE=1).
+conversion/to_pytorch.py, and a micro training run exports itself; the Hub is never contacted
+(tests run with HF_HUB_OFFLINE=1).
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import runpy
 import huggingface_hub
 import jax
 import pytest
+import sentencepiece as spm
 import yaml
+from helpers import make_config, micro_overrides
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from jaxdistil import model_card
 from jaxdistil.checkpoint import save_params_checkpoint
 from jaxdistil.config import ModelConfig
+from jaxdistil.loop import run
 from jaxdistil.modeling import MaskedLM, init_params
 from jaxdistil.run_config import base
+from jaxdistil.run_record import read_history
 from jaxdistil.tokenizer import load_tokenizer
+from jaxdistil.workdir import Workdir
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
@@ -99,8 +105,83 @@ def test_export_writes_a_card_the_hub_parses_and_the_dir_loads(params_checkpoint
     model = transformers.AutoModelForMaskedLM.from_pretrained(out)
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
-    fill = transformers.pipeline("fill-mask", model=str(out))
+    assert card.data.pipeline_tag in transformers.pipelines.SUPPORTED_TASKS  # the tag names a real pipeline
+    fill = transformers.pipeline(card.data.pipeline_tag, model=str(out))
     assert len(fill(f"Le chat est {tokenizer.mask_token}.")) == 5
+
+
+def test_card_metadata_round_trips_through_huggingface_hub(params_checkpoint, results_file, tmp_path):
+    """What `ModelCard.validate()` would post to the Hub, checked locally: the parsed metadata
+    rebuilds the same card data, and model-index parses back to the suite's values."""
+    out = tmp_path / "export"
+    assert to_pytorch("--checkpoint", str(params_checkpoint), "--out", str(out), "--results", str(results_file)) == 0
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert ModelCardData(**data).to_dict() == data
+    assert ModelCard(str(card)).data.to_dict() == data  # rendered again, parsed again: unchanged
+    name, parsed = model_index_to_eval_results(data["model-index"])
+    assert name == card.data.model_name == "export"
+    expected = [(row["task_type"], row["dataset"], row.get("dataset_config"), "test", row["metric"],
+                 row["metric_name"], row["student"]) for row in SUITE["results"]]
+    assert [(r.task_type, r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type, r.metric_name,
+             r.metric_value) for r in parsed] == expected
+    assert data["language"] == "fr" and data["license"] == model_card.LICENSE and data["library_name"] == "transformers"
+
+
+def test_export_tokenizer_files_give_one_set_of_ids(params_checkpoint, french_lines, tmp_path):
+    """AutoTokenizer, CamembertTokenizerFast and the exported sentencepiece.bpe.model agree on real text."""
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "export"
+    assert to_pytorch("--checkpoint", str(params_checkpoint), "--out", str(out)) == 0
+    text = french_lines[:300]
+    auto = transformers.AutoTokenizer.from_pretrained(out)(text, add_special_tokens=False)["input_ids"]
+    camembert = transformers.CamembertTokenizerFast.from_pretrained(out)(text, add_special_tokens=False)["input_ids"]
+    processor = spm.SentencePieceProcessor(model_file=str(out / "sentencepiece.bpe.model"))
+    assert auto == camembert == processor.encode(text)
+
+
+def history_line(**entry) -> str:
+    return json.dumps(entry) + "\n"
+
+
+def test_wall_time_sums_the_invocations_and_counts_the_untimed():
+    hw = {"platform": "gpu", "device_kind": "NVIDIA H200", "device_count": 1, "process_count": 1}
+    history = [
+        {"event": "started", "resumed_from": None, "hardware": hw},
+        {"event": "trained", "from_step": 0, "to_step": 50, "seconds": 100.0},
+        {"event": "resumed", "resumed_from": 50, "hardware": {**hw, "device_count": 8, "process_count": 2}},
+        {"event": "resumed", "resumed_from": 50, "hardware": hw},  # the one before was killed: no "trained" line
+        {"event": "diverged", "step": 70},
+        {"event": "trained", "from_step": 50, "to_step": None, "seconds": 25.5},
+        {"event": "resumed", "resumed_from": 100},  # already complete: nothing to time
+    ]
+    assert model_card.wall_time(history, planned_steps=100) == (125.5, 1)
+    assert model_card.hardware_used(history) == ["1 × NVIDIA H200", "8 × NVIDIA H200 (2 hosts)"]
+
+
+def test_trainer_export_writes_the_card_with_hardware_and_wall_time(corpus_files, french_tokenizer_dir, tmp_path):
+    """Two invocations (a run, then a resume to more steps): the card of WORKDIR/hf is the one
+    conversion/to_pytorch.py writes, and its wall time is the sum of both invocations."""
+    workdir = tmp_path / "distil-tiny"
+    for steps in (2, 4):
+        overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=steps), "train.log_every": 1}
+        run(make_config(overrides), workdir)
+    history = read_history(Workdir(workdir))
+    trained = [e for e in history if e["event"] == "trained"]
+    assert [(e["from_step"], e["to_step"]) for e in trained] == [(0, 2), (2, 4)]
+    hardware = {(e["hardware"]["device_kind"], e["hardware"]["device_count"]) for e in history if "hardware" in e}
+    assert hardware == {(jax.devices()[0].device_kind, jax.device_count())}
+    recipe = model_card.read_recipe(workdir)
+    assert recipe["wall_time_s"] == pytest.approx(sum(e["seconds"] for e in trained))
+    assert recipe["steps"] == 4 and recipe["untimed_invocations"] == 0
+    card = ModelCard.load(workdir / "hf" / "README.md")
+    assert card.data.model_name == "distil-tiny"
+    assert f"hardware: {jax.device_count()} × {jax.devices()[0].device_kind}" in card.text
+    assert "steps trained: 4 of 4" in card.text
+    assert (workdir / "hf" / "sentencepiece.bpe.model").is_file()
+    out = tmp_path / "cli" / "distil-tiny"  # named as the workdir, so the two cards must be equal
+    assert to_pytorch("--checkpoint", str(workdir), "--out", str(out)) == 0
+    assert (workdir / "hf" / "README.md").read_bytes() == (out / "README.md").read_bytes()
 
 
 def test_push_uploads_the_export_to_the_named_repo(params_checkpoint, tmp_path, monkeypatch):

@@ -507,25 +507,45 @@ def iter_files_texts(
     names: SettingNames,
     fs: Any = None,
 ) -> Iterator[str]:
-    """Clean documents of `files` in order, at most `max_docs`, then the counts logged (`_finish`, which
-    names `source`). A corrupt file fails the read, naming it, unless `skip_corrupt_files`: then it is
-    skipped with a warning (the documents read from it before the damage are kept)."""
+    """Clean documents of `files` in order (`iter_file_texts`), at most `max_docs`, then the counts logged
+    (`_finish`, which names `source`; no document at all is an error)."""
     for path in files:
         if max_docs is not None and stats.docs_kept >= max_docs:
             break
-        stats.files += 1
-        raw_docs = iter_file_documents(path, stats, text_field=text_field, doc_boundary=doc_boundary,
-                                       encoding=encoding, names=names, fs=fs)
-        try:
-            yield from clean_documents(raw_docs, min_chars=min_chars, stats=stats, max_docs=max_docs)
-        except CorruptFileError as e:
-            if not skip_corrupt_files:
-                how = (f"set {names.skip_corrupt_files}=True to skip such files" if names.skip_corrupt_files
-                       else f"remove it from {names.paths}")
-                raise CorruptFileError(f"{e}: download it again, or {how}") from e
-            logger.warning("skipped a corrupt file: %s", e)
-            stats.corrupt_files_skipped.append(str(path))
+        yield from iter_file_texts(path, text_field=text_field, min_chars=min_chars, doc_boundary=doc_boundary,
+                                   max_docs=max_docs, encoding=encoding, skip_corrupt_files=skip_corrupt_files,
+                                   stats=stats, names=names, fs=fs)
     _finish(stats, source=source, min_chars=min_chars, names=names)
+
+
+def iter_file_texts(
+    path: Any,
+    *,
+    text_field: str,
+    min_chars: int,
+    doc_boundary: DocBoundary,
+    encoding: str,
+    skip_corrupt_files: bool,
+    stats: CorpusStats,
+    names: SettingNames,
+    max_docs: int | None = None,
+    fs: Any = None,
+) -> Iterator[str]:
+    """Clean documents of one corpus file (until `stats.docs_kept` reaches `max_docs`). A corrupt file fails
+    the read, naming it, unless `skip_corrupt_files`: then it is skipped with a warning (the documents read
+    from it before the damage are kept). An empty file yields nothing: emptiness is the caller's to judge."""
+    stats.files += 1
+    raw_docs = iter_file_documents(path, stats, text_field=text_field, doc_boundary=doc_boundary,
+                                   encoding=encoding, names=names, fs=fs)
+    try:
+        yield from clean_documents(raw_docs, min_chars=min_chars, stats=stats, max_docs=max_docs)
+    except CorruptFileError as e:
+        if not skip_corrupt_files:
+            how = (f"set {names.skip_corrupt_files}=True to skip such files" if names.skip_corrupt_files
+                   else f"remove it from {names.paths}")
+            raise CorruptFileError(f"{e}: download it again, or {how}") from e
+        logger.warning("skipped a corrupt file: %s", e)
+        stats.corrupt_files_skipped.append(str(path))
 
 
 def iter_local_texts(
