@@ -1,8 +1,12 @@
 r"""Fine-tune a masked LM on NER, POS tagging or text(-pair) classification, over several seeds.
 
-Prints each seed's dev/test metrics and their mean ± std, writes OUT/results.json, and with
---export saves the best seed's model as an HF directory (CamembertFor{Token,Sequence}-
-Classification with id2label) that `pipeline("token-classification")` loads. Examples:
+The protocol: each --learning-rates value is tried with the first seed and the best on dev is
+kept; every seed then trains at it until the dev score stops improving (--patience, at most
+--epochs); test sets are scored in full with the best epoch's parameters. Prints each seed's
+dev/test metrics and their mean ± std, writes OUT/results.json (the search, every run's
+per-epoch dev curve), and with --export saves the best seed's model as an HF directory
+(CamembertFor{Token,Sequence}Classification with id2label) that
+`pipeline("token-classification")` loads. Examples:
 
     # POS tagging, UD French-Sequoia (cross-domain test on GSD)
     python scripts/finetune.py --model runs/student --task pos \
@@ -31,8 +35,23 @@ from collections.abc import Sequence
 
 from jaxdistil import cli
 from jaxdistil.checkpoint import load_model_with_tokenizer
+from jaxdistil.evaluate import alignment, lengths, readers, tasks
 from jaxdistil.evaluate import finetune as ft
-from jaxdistil.evaluate import lengths, readers, tasks
+
+# The protocol's defaults (issue 14): at least three seeds, a small learning-rate grid chosen
+# on dev, and epochs until the dev score stops improving.
+SEEDS = (0, 1, 2)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3)
+EPOCHS = 20
+PATIENCE = 3
+
+
+def learning_rates(text: str) -> list[float]:
+    """'1e-4,3e-4,1e-3' → [0.0001, 0.0003, 0.001]; argparse reports a bad value itself."""
+    rates = [float(part) for part in text.split(",") if part.strip()]
+    if not rates or any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive learning rates separated by commas")
+    return rates
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -63,14 +82,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--export", type=pathlib.Path, help="save the best seed's model here (HF format; none: not saved)"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[defaults.seed], help="one run per seed")
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="peak learning rate")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs to train")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="one run per seed")
+    rates = parser.add_mutually_exclusive_group()
+    rates.add_argument(
+        "--learning-rates",
+        type=learning_rates,
+        default=list(LEARNING_RATES),
+        help="peak learning rates to try with the first seed, comma-separated; the best on dev is used for all seeds",
+    )
+    rates.add_argument("--lr", type=float, help="one peak learning rate (no search): as --learning-rates LR")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="most epochs to train")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training examples per step")
     parser.add_argument(
         "--max-length",
         type=int,
-        help="sub-tokens per example, <s> and </s> included (default: the model's longest input)",
+        help="most sub-tokens per row, <s> and </s> included; longer sentences are split into overlapping "
+        "windows (default: the model's longest input)",
+    )
+    parser.add_argument(
+        "--label-piece",
+        choices=alignment.LABEL_PIECES,
+        default=defaults.label_piece,
+        help="sub-token that carries a word's label: its first, or its first that is not a bare word-start mark",
     )
     parser.add_argument(
         "--warmup-ratio", type=float, default=defaults.warmup_ratio, help="fraction of all steps spent warming up"
@@ -79,7 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--weight-decay", type=float, default=defaults.weight_decay, help="AdamW decay (not on biases, LayerNorm)"
     )
     parser.add_argument(
-        "--patience", type=int, default=defaults.patience, help="stop after this many epochs without a dev gain"
+        "--patience", type=int, default=PATIENCE, help="stop after this many epochs without a dev gain"
     )
     parser.add_argument("--max-train-examples", type=int, help="use only the first N training examples (none: all)")
     parser.add_argument("--max-eval-examples", type=int, help="use only the first N of dev and each test (none: all)")
@@ -114,6 +147,19 @@ def seed_rows(results: Sequence[ft.FinetuneResult]) -> list[dict]:
     return rows
 
 
+def search_rows(search: Sequence[ft.FinetuneResult]) -> list[dict]:
+    """One table row per learning rate tried: its best dev score and epoch."""
+    return [
+        {
+            "learning_rate": f"{r.metrics['learning_rate']:g}",
+            "best_epoch": r.metrics["best_epoch"],
+            "epochs_run": r.metrics["epochs_run"],
+            f"dev {r.metrics['primary_metric']}": r.metrics["dev"][r.metrics["primary_metric"]],
+        }
+        for r in search
+    ]
+
+
 def summary_rows(summary: dict) -> list[dict]:
     return [
         {
@@ -133,21 +179,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, tokenizer = load_model_with_tokenizer(args.model, args.tokenizer)
         max_length = lengths.input_length("--max-length", args.max_length, {args.model: model[0]})
         task, train, dev, tests = load_splits(args)
+        rates = [args.lr] if args.lr is not None else args.learning_rates
         cfg = ft.FinetuneConfig(
-            learning_rate=args.lr,
+            learning_rate=rates[0],
             epochs=args.epochs,
             batch_size=args.batch_size,
             max_length=max_length,
             warmup_ratio=args.warmup_ratio,
             weight_decay=args.weight_decay,
             patience=args.patience,
+            label_piece=args.label_piece,
             max_train_examples=args.max_train_examples,
             max_eval_examples=args.max_eval_examples,
         )
-        results = [
-            ft.finetune(model, tokenizer, task, train, dev, tests, dataclasses.replace(cfg, seed=s), progress=True)
-            for s in args.seeds
-        ]
+        data = ft.prepare(model, tokenizer, task, train, dev, tests, cfg)
+        protocol = ft.finetune_protocol(model, task, data, cfg, rates, args.seeds, progress=True)
+        results = protocol.runs
         summary = ft.summarize(results)
         best = ft.best_run(results)
         if args.export:
@@ -155,13 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError, FloatingPointError) as error:
         return cli.fail(error)
 
+    search = search_rows(protocol.search)
+    print(cli.format_table(search, list(search[0])))
     columns = ["seed", "split", *results[0].metrics["dev"]]
+    print(f"learning rate {protocol.learning_rate:g}, chosen on dev")
     print(cli.format_table(seed_rows(results) + summary_rows(summary), columns))
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "model": args.model,
         "task": task,
-        "config": dataclasses.asdict(cfg) | {"seed": args.seeds},
+        "config": dataclasses.asdict(cfg) | {"seed": args.seeds, "learning_rate": protocol.learning_rate},
+        "learning_rate_search": [r.metrics for r in protocol.search],
         "summary": summary,
         "best_seed": best.metrics["seed"],
         "runs": [r.metrics for r in results],

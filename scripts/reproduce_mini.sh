@@ -49,11 +49,11 @@ knob SEQ_LEN 128            # the block length
 knob TRAIN_OVERRIDES ''     # extra flags for every training run, e.g. '--config.train.batch_size=8'
 knob EVAL_BLOCKS 2000       # held-out blocks for the MLM evaluation
 knob FT_SEEDS '0 1 2'       # fine-tuning seeds
-knob FT_EPOCHS 3            # fine-tuning epochs
-knob FT_MAX_TRAIN 1000 keep-empty  # fine-tuning training examples ('' = the whole file)
-knob FT_MAX_EVAL 2000 keep-empty   # fine-tuning dev/test examples of each file ('' = whole files)
-knob FT_EXTRA '--max-length 64 --lr 5e-4' keep-empty  # passed to scripts/finetune.py as is,
-                            # e.g. '--max-length 64 --batch-size 8'
+knob FT_EPOCHS 20           # fine-tuning epochs at most (finetune.py stops when dev has not improved for --patience)
+knob FT_MAX_TRAIN '' keep-empty     # fine-tuning training examples ('' = the whole file)
+knob FT_MAX_EVAL '' keep-empty     # fine-tuning dev/test examples of each file ('' = whole files)
+knob FT_EXTRA '' keep-empty  # passed to scripts/finetune.py as is (by default: the learning rate chosen on dev
+                            # from its grid, lengths from the model, long sentences windowed), e.g. '--lr 5e-4'
 knob BENCH_SETTINGS "1x$SEQ_LEN 32x$SEQ_LEN"  # benchmarks/inference.py settings,
 knob BENCH_FRAMEWORKS 'jax torch'             # frameworks
 knob BENCH_EXTRA ''                           # and extra flags ('--repeats 3')

@@ -9,6 +9,7 @@ import pytest
 
 from jaxdistil.evaluate import alignment, metrics, readers
 from jaxdistil.evaluate.readers import TaggedSentence, TextExample
+from jaxdistil.tokenizer import load_tokenizer
 
 NER_TAGS = {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")}
 UPOS_TAGS = {
@@ -341,58 +342,140 @@ def test_split_words_tokenize_like_running_text(tokenizer):
     assert tokenizer.convert_ids_to_tokens(split[1]).startswith("▁")
 
 
-def test_labels_on_first_subtoken_and_round_trip(tokenizer):
+def scored_words(encoding: alignment.TaggedEncoding) -> list[tuple[int, int]]:
+    """(sentence, word) of every scored sub-token."""
+    rows, positions = np.nonzero(encoding.scored)
+    return [(int(encoding.sentence_ids[r]), int(encoding.word_ids[r, p])) for r, p in zip(rows, positions, strict=True)]
+
+
+def reference_label_positions(tokenizer, words, label_piece):
+    """Where each word's label sits in `<s> pieces </s>`, from tokenising the words one by one."""
+    positions, offset = [], 1
+    for word in words:
+        pieces = tokenizer.convert_ids_to_tokens(tokenizer(word, add_special_tokens=False)["input_ids"])
+        content = [i for i, piece in enumerate(pieces) if piece != "▁"]
+        positions.append(offset + (content[0] if label_piece == "first_content" and content else 0))
+        offset += len(pieces)
+    return positions
+
+
+@pytest.mark.parametrize("label_piece", alignment.LABEL_PIECES)
+def test_labels_on_the_chosen_piece_and_round_trip(tokenizer, label_piece):
     sentences = [
         TaggedSentence("Marie Curie vit à Paris".split(), ["B-PER", "I-PER", "O", "O", "B-LOC"]),
         TaggedSentence("Zanzibar dort".split(), ["B-LOC", "O"]),
     ]
     label_map = readers.build_label_map(sentences)
-    max_length = 24
-    encoding = alignment.encode_tagged(sentences, tokenizer, label_map, max_length)
+    encoding = alignment.encode_tagged(sentences, tokenizer, label_map, max_length=24, label_piece=label_piece)
+    pieces = [[tokenizer(w, add_special_tokens=False)["input_ids"] for w in s.tokens] for s in sentences]
+    width = max(sum(map(len, p)) for p in pieces) + 2  # padded to the longest row only
     for array in (encoding.input_ids, encoding.attention_mask, encoding.labels, encoding.word_ids):
-        assert array.shape == (2, max_length) and array.dtype == np.int32
-    assert encoding.truncated_words == 0
+        assert array.shape == (2, width) and array.dtype == np.int32
+    assert encoding.unscored_words == 0 and encoding.sentence_ids.tolist() == [0, 1]
     for row, sentence in enumerate(sentences):
-        # the reference: tokenize word by word, without specials
-        pieces = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in sentence.tokens]
-        expected_ids = [0] + [i for p in pieces for i in p] + [2]
-        expected_labels = [-100]
-        for word_pieces, tag in zip(pieces, sentence.tags, strict=True):
-            expected_labels += [label_map[tag]] + [-100] * (len(word_pieces) - 1)
-        expected_labels += [-100]
-        padding = max_length - len(expected_ids)
+        expected_ids = [0] + [i for p in pieces[row] for i in p] + [2]
+        expected_labels = [-100] * len(expected_ids)
+        for position, tag in zip(reference_label_positions(tokenizer, sentence.tokens, label_piece), sentence.tags,
+                                 strict=True):
+            expected_labels[position] = label_map[tag]
+        padding = width - len(expected_ids)
         assert encoding.input_ids[row].tolist() == expected_ids + [1] * padding
         assert encoding.attention_mask[row].tolist() == [1] * len(expected_ids) + [0] * padding
         assert encoding.labels[row].tolist() == expected_labels + [-100] * padding
     assert len(tokenizer("Zanzibar", add_special_tokens=False)["input_ids"]) > 1  # multi-piece word
-    # inverse: gold ids on first sub-tokens, noise elsewhere, decode back to the tags
+    # inverse: gold ids on the labelled sub-tokens, noise elsewhere, decode back to the tags
     noise = np.random.default_rng(0).integers(0, len(label_map), encoding.labels.shape)
     predictions = np.where(encoding.labels >= 0, encoding.labels, noise)
     id_to_label = {i: label for label, i in label_map.items()}
-    decoded = alignment.decode_word_predictions(
-        predictions, encoding.word_ids, encoding.num_words, id_to_label
-    )
-    assert decoded == [s.tags for s in sentences]
+    assert alignment.decode_word_predictions(predictions, encoding, id_to_label) == [s.tags for s in sentences]
     assert set(encoding.batch()) == {"input_ids", "attention_mask", "labels"}
 
 
-def test_truncation_counts_lost_words_and_decoding_fills_them(tokenizer):
-    sentence = TaggedSentence(CORPUS[2].split(), ["O", "B-ORG", "I-ORG", "O", "O", "O", "O", "B-LOC", "O"])
+def test_label_positions_on_a_hand_made_case(tokenizer):
+    # "Marie Curie vit": ▁Mar ie | ▁ C ur ie | ▁ v it — two words start with a bare "▁".
+    sentence = TaggedSentence("Marie Curie vit".split(), ["B-PER", "I-PER", "O"])
+    words = [tokenizer.convert_ids_to_tokens(tokenizer(w, add_special_tokens=False)["input_ids"])
+             for w in sentence.tokens]
+    assert words == [["▁Mar", "ie"], ["▁", "C", "ur", "ie"], ["▁", "v", "it"]]
     label_map = readers.build_label_map([sentence])
-    max_length = 10  # 8 slots for sub-tokens between <s> and </s>
-    pieces = [len(tokenizer(w, add_special_tokens=False)["input_ids"]) for w in sentence.tokens]
-    starts = np.cumsum([0] + pieces[:-1])
-    expected_kept = int(np.sum(starts < max_length - 2))
-    assert expected_kept < len(sentence.tokens)
-    encoding = alignment.encode_tagged([sentence], tokenizer, label_map, max_length)
-    assert encoding.truncated_words == len(sentence.tokens) - expected_kept
-    assert encoding.input_ids[0, -1] == 2  # </s> survives truncation
-    assert int(np.sum(encoding.labels >= 0)) == expected_kept
-    decoded = alignment.decode_word_predictions(
-        np.where(encoding.labels >= 0, encoding.labels, 0), encoding.word_ids, encoding.num_words,
-        {i: label for label, i in label_map.items()}, fill_label="O",
-    )  # fmt: skip
-    assert decoded == [sentence.tags[:expected_kept] + ["O"] * (len(sentence.tokens) - expected_kept)]
+    expected = {"first": [1, 3, 7], "first_content": [1, 4, 8]}  # after <s>
+    for label_piece, positions in expected.items():
+        encoding = alignment.encode_tagged([sentence], tokenizer, label_map, 16, label_piece)
+        assert np.flatnonzero(encoding.scored[0]).tolist() == positions
+    # The default is the choice that tagged better when measured (alignment.DEFAULT_LABEL_PIECE).
+    encoding = alignment.encode_tagged([sentence], tokenizer, label_map, 16)
+    assert np.flatnonzero(encoding.scored[0]).tolist() == expected["first"]
+    # A word made of a bare "▁" only keeps it; one without sub-tokens is marked -1.
+    bare = 7
+    ids, word_ids = [bare, 10, 11, bare, bare, 12], [0, 0, 0, 1, 2, 2]
+    assert alignment.label_piece_indices(ids, word_ids, 4, "first", bare).tolist() == [0, 3, 4, -1]
+    assert alignment.label_piece_indices(ids, word_ids, 4, "first_content", bare).tolist() == [1, 3, 5, -1]
+    with pytest.raises(ValueError, match="label_piece='last'"):
+        alignment.label_piece_indices(ids, word_ids, 4, "last", bare)
+
+
+def test_a_long_sentence_becomes_windows_and_every_word_is_scored_once(tokenizer):
+    words = " ".join(CORPUS).split()
+    long = TaggedSentence(words, [f"T{i % 5}" for i in range(len(words))])  # the tags tell neighbours apart
+    short = TaggedSentence(CORPUS[1].split(), ["T0"] * len(CORPUS[1].split()))
+    label_map = readers.build_label_map([long, short])
+    max_length = 32
+    width = max_length - 2  # sub-tokens between <s> and </s>
+    pieces = tokenizer(long.tokens, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 3 * max_length
+    encoding = alignment.encode_tagged([short, long, short], tokenizer, label_map, max_length)
+    starts = alignment.window_starts(len(pieces), width)
+    assert encoding.sentence_ids.tolist() == [0] + [1] * len(starts) + [2]
+    assert encoding.input_ids.shape[1] == max_length
+    for number, start in enumerate(starts):  # each window: <s> + its slice of the sentence's pieces + </s>
+        row = encoding.input_ids[1 + number]
+        assert row[encoding.attention_mask[1 + number] == 1].tolist() == [0, *pieces[start : start + width], 2]
+    assert starts[0] == 0 and starts[-1] == len(pieces) - width
+    assert [b - a for a, b in zip(starts[:-2], starts[1:-1], strict=True)] == [width // 2] * (len(starts) - 2)
+    # Every word of every sentence is scored exactly once, in the window where it has the most context.
+    assert sorted(scored_words(encoding)) == [(s, w) for s, n in enumerate(encoding.num_words) for w in range(n)]
+    for row, position in zip(*np.nonzero(encoding.scored[1 : 1 + len(starts)]), strict=True):
+        index = position - 1 + starts[row]  # the piece's index in the whole sentence
+        context = [min(index - s, s + width - 1 - index) for s in starts if s <= index < s + width]
+        assert min(position - 1, width - position) == max(context)
+    noise = np.random.default_rng(0).integers(0, len(label_map), encoding.labels.shape)
+    predictions = np.where(encoding.labels >= 0, encoding.labels, noise)
+    id_to_label = {i: label for label, i in label_map.items()}
+    decoded = alignment.decode_word_predictions(predictions, encoding, id_to_label)
+    assert decoded == [short.tags, long.tags, short.tags]
+    assert encoding.piece_word_ids.shape == (3, len(pieces))
+
+
+def test_real_sequoia_words_are_labelled_once_each_never_on_a_bare_word_start(shared_data_dir, french_tokenizer_dir):
+    tokenizer = load_tokenizer(french_tokenizer_dir)
+    test = readers.read_tagged(shared_data_dir / "ud_french_sequoia" / "fr_sequoia-ud-test.conllu")
+    label_map = readers.build_label_map(test)
+    max_length = 128  # the test models' positions: some sentences are longer
+    encoded = tokenizer([list(s.tokens) for s in test], is_split_into_words=True, add_special_tokens=False)
+    word_pieces = []  # word_pieces[sentence][word]: the word's piece ids, from an independent pass
+    for index, sentence in enumerate(test):
+        pieces = [[] for _ in sentence.tokens]
+        for piece, word in zip(encoded["input_ids"][index], encoded.word_ids(index), strict=True):
+            pieces[word].append(piece)
+        word_pieces.append(pieces)
+    assert max(len(ids) for ids in encoded["input_ids"]) + 2 > max_length
+    bare = tokenizer.get_vocab()["▁"]
+    words = sum(len(s.tokens) for s in test)
+    labelled_bare = {}
+    for label_piece in alignment.LABEL_PIECES:
+        encoding = alignment.encode_tagged(test, tokenizer, label_map, max_length, label_piece)
+        assert encoding.input_ids.shape[1] == max_length and encoding.unscored_words == 0
+        rows, positions = np.nonzero(encoding.scored)
+        assert len(rows) == len(set(scored_words(encoding))) == words  # every gold word of the file, exactly once
+        labelled_bare[label_piece] = 0
+        for row, position in zip(rows, positions, strict=True):
+            pieces = word_pieces[encoding.sentence_ids[row]][encoding.word_ids[row, position]]
+            content = [p for p in pieces if p != bare] or pieces
+            expected = pieces[0] if label_piece == "first" else content[0]
+            assert encoding.input_ids[row, position] == expected
+            labelled_bare[label_piece] += int(expected == bare and content != pieces)
+    assert labelled_bare["first_content"] == 0
+    assert labelled_bare["first"] > 0.1 * words  # the first piece is a bare "▁" for many words
 
 
 def test_encode_texts_single_and_pair(tokenizer):

@@ -3,15 +3,18 @@
 The body comes from any masked-LM parameters (their `roberta` subtree), the head is fresh,
 so teacher and student are compared on the same footing. The task's splits arrive encoded
 (`evaluate.tasks`): one code path serves every task, with a masked mean cross-entropy over
-whatever labels there are, and each split scores its own predictions. Every batch has the
-same shape (the last one is padded with all-pad rows whose labels are ignored), so the train
-and predict steps each compile once.
+whatever labels there are, and each split scores its own predictions. A batch is padded to
+its longest row rounded up to one of a few bucket lengths (`bucket_lengths`), and always has
+`batch_size` rows (the last one filled with all-pad rows whose labels are ignored), so the
+train and predict steps compile once per bucket, not once per batch; training batches group
+rows of similar length, evaluation sorts them by length.
 
 Recipe (HF Trainer's defaults for GLUE-style fine-tuning): the trainer's AdamW (`optim`: no
 decay on biases and LayerNorm scales, gradient clipping, linear warm-up then linear decay to
 0) with HF Trainer's betas and epsilon; evaluate on dev after every epoch, keep the best
 parameters, stop after `patience` epochs without improvement, and report the test sets with
-the best parameters.
+the best parameters. The protocol around it (`finetune_protocol`): the learning rate chosen on
+dev from a small grid, then several seeds at that rate, reported as mean ± spread.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from tqdm import tqdm
 from jaxdistil import modeling, optim
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
-from jaxdistil.evaluate.tasks import SUITE_TASKS, EncodedSplit, Split, prepare_data, task_kind
+from jaxdistil.evaluate.alignment import DEFAULT_LABEL_PIECE, LABEL_PIECES, LabelPiece
+from jaxdistil.evaluate.tasks import SUITE_TASKS, EncodedSplit, PreparedData, Split, prepare_data, task_kind
 from jaxdistil.losses import IGNORE_INDEX, masked_mean, per_token_cross_entropy
 
 Params = dict[str, Any]
@@ -51,7 +55,8 @@ class FinetuneConfig:
     epochs: int = 3
     batch_size: int = 16
     eval_batch_size: int = 64
-    max_length: int = 128  # sub-tokens per example, specials included
+    max_length: int | None = None  # most sub-tokens per row, specials included (None: the model's positions)
+    label_piece: LabelPiece = DEFAULT_LABEL_PIECE  # which sub-token of a word carries its label
     warmup_ratio: float = 0.1  # fraction of all planned steps spent warming up
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
@@ -66,7 +71,9 @@ class FinetuneConfig:
             for name in ("epochs", "batch_size", "eval_batch_size", "patience")
             if getattr(self, name) < 1
         ]
-        if self.max_length < 3:
+        if self.label_piece not in LABEL_PIECES:
+            problems.append(f"label_piece={self.label_piece!r} must be one of {LABEL_PIECES}")
+        if self.max_length is not None and self.max_length < 3:
             problems.append(f"max_length={self.max_length} leaves no room between <s> and </s>")
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
@@ -186,37 +193,101 @@ def predict_step(params: Params, batch: Mapping[str, jax.Array], *, module: nn.M
 
 # ------------------------------------------------------------------------------ batching
 
+BUCKET_MIN = 16  # the shortest bucket: no batch is padded to fewer sub-tokens
+GROUP_BATCHES = 50  # training rows are sorted by length within groups of this many batches
+
+
+def bucket_lengths(max_length: int) -> tuple[int, ...]:
+    """The widths a batch is padded to: the powers of two from BUCKET_MIN below `max_length`, and `max_length`.
+
+    A batch at most doubles its longest row, and jit compiles one shape per doubling of the
+    length (each compile costs seconds on CPU, more than the padding of the next bucket saves).
+    """
+    widths = {max_length}
+    width = BUCKET_MIN
+    while width < max_length:
+        widths.add(width)
+        width *= 2
+    return tuple(sorted(widths))
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """The shortest bucket that holds `length` sub-tokens."""
+    return next(b for b in buckets if b >= length)
+
+
+def row_lengths(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Real (unpadded) sub-tokens of every row."""
+    return np.asarray(arrays["attention_mask"]).sum(axis=1)
+
 
 def padded_batch(
-    arrays: Mapping[str, np.ndarray], indices: np.ndarray, batch_size: int, pad_id: int
+    arrays: Mapping[str, np.ndarray], indices: np.ndarray, batch_size: int, pad_id: int, buckets: Sequence[int]
 ) -> dict[str, np.ndarray]:
-    """Rows `indices` of every array, filled up to `batch_size` with all-pad, unlabelled rows."""
+    """Rows `indices` of every array, cut or padded to the bucket of their longest row, filled up to
+    `batch_size` with all-pad, unlabelled rows; per-example labels (1-D) keep their shape."""
+    width = bucket_for(int(arrays["attention_mask"][indices].sum(axis=1).max()), buckets)
     fills = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
     out = {}
     for key, array in arrays.items():
-        batch = np.full((batch_size, *array.shape[1:]), fills[key], dtype=array.dtype)
-        batch[: len(indices)] = array[indices]
+        rows = array[indices]
+        if array.ndim == 2:
+            rows = rows[:, :width]
+            batch = np.full((batch_size, width), fills[key], dtype=array.dtype)
+            batch[: len(indices), : rows.shape[1]] = rows
+        else:
+            batch = np.full((batch_size, *array.shape[1:]), fills[key], dtype=array.dtype)
+            batch[: len(indices)] = rows
         out[key] = batch
     return out
 
 
-def iter_batches(
-    arrays: Mapping[str, np.ndarray], batch_size: int, pad_id: int, order: np.ndarray | None = None
-) -> Iterator[dict[str, np.ndarray]]:
-    """Fixed-shape batches over all rows (in `order`, default as stored), the last one padded."""
-    count = len(arrays["input_ids"])
-    order = np.arange(count) if order is None else order
-    for start in range(0, count, batch_size):
-        yield padded_batch(arrays, order[start : start + batch_size], batch_size, pad_id)
+def training_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices of one epoch's batches: shuffled, sorted by length within groups of GROUP_BATCHES
+    batches (so a batch's rows have similar lengths), the batches in random order."""
+    order = rng.permutation(len(lengths))
+    group = GROUP_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), group):
+        members = order[start : start + group]
+        members = members[np.argsort(-lengths[members], kind="stable")]
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def evaluation_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices sorted by length, in batches: each padded to about its own rows' length."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def padding_fraction(arrays: Mapping[str, np.ndarray], batches: Sequence[np.ndarray], batch_size: int,
+                     buckets: Sequence[int]) -> float:
+    """Share of the sub-token slots in `batches` that are padding (filler rows included)."""
+    lengths = row_lengths(arrays)
+    slots = sum(batch_size * bucket_for(int(lengths[i].max()), buckets) for i in batches)
+    return 1.0 - float(lengths.sum()) / slots
 
 
 def predict(
-    predict_fn: Callable, params: Params, arrays: Mapping[str, np.ndarray], batch_size: int, pad_id: int
+    predict_fn: Callable,
+    params: Params,
+    arrays: Mapping[str, np.ndarray],
+    batch_size: int,
+    pad_id: int,
+    buckets: Sequence[int],
 ) -> np.ndarray:
-    """Predictions for every row of `arrays`, padding rows dropped."""
-    count = len(arrays["input_ids"])
-    outputs = [predict_fn(params, batch) for batch in iter_batches(arrays, batch_size, pad_id)]
-    return np.concatenate([np.asarray(o) for o in outputs])[:count]
+    """Predictions for every row of `arrays`, in their order, as wide as their `labels`."""
+    labels = arrays["labels"]
+    out = np.zeros(labels.shape, dtype=np.int32)
+    for indices in evaluation_batches(row_lengths(arrays), batch_size):
+        predicted = np.asarray(predict_fn(params, padded_batch(arrays, indices, batch_size, pad_id, buckets)))
+        predicted = predicted[: len(indices)]
+        if labels.ndim == 2:
+            out[indices, : predicted.shape[1]] = predicted[:, : labels.shape[1]]
+        else:
+            out[indices] = predicted
+    return out
 
 
 def _host_copy(tree: Params) -> Params:
@@ -239,6 +310,41 @@ def _train_epoch(
     return state, float(np.mean(jax.device_get(losses)))
 
 
+def prepare(
+    model: tuple[ModelConfig, Params],
+    tokenizer: Any,
+    task: str,
+    train: Split,
+    dev: Split,
+    tests: Sequence[Split],
+    cfg: FinetuneConfig,
+) -> PreparedData:
+    """The splits encoded for `model` (its tokenizer checked) in rows of at most `cfg.max_length`."""
+    config = model[0]
+    check_tokenizer(tokenizer, config)
+    max_length = resolved_max_length(cfg, config)
+    return prepare_data(
+        task,
+        tokenizer,
+        train,
+        dev,
+        tests,
+        max_length=max_length,
+        max_train_examples=cfg.max_train_examples,
+        max_eval_examples=cfg.max_eval_examples,
+        label_piece=cfg.label_piece,
+    )
+
+
+def resolved_max_length(cfg: FinetuneConfig, config: ModelConfig) -> int:
+    """`cfg.max_length`, or the model's positions when it is None; longer than those is refused."""
+    if cfg.max_length is None:
+        return config.max_sequence_length
+    if cfg.max_length > config.max_sequence_length:
+        raise ValueError(f"max_length={cfg.max_length} exceeds the model's {config.max_sequence_length} positions")
+    return cfg.max_length
+
+
 def finetune(
     model: tuple[ModelConfig, Params],
     tokenizer: Any,
@@ -256,24 +362,22 @@ def finetune(
     tokenizer must be the model's (checked). Deterministic given `cfg.seed`: it seeds the
     head, the shuffling and the dropout.
     """
+    data = prepare(model, tokenizer, task, train, dev, tests, cfg)
+    return fit(model, task, data, cfg, progress=progress)
+
+
+def fit(
+    model: tuple[ModelConfig, Params], task: str, data: PreparedData, cfg: FinetuneConfig, *, progress: bool = False
+) -> FinetuneResult:
+    """`finetune` on splits already encoded for `model` (`prepare`), so several runs share them."""
     primary = task_kind(task).primary_metric
     config, pretrained = model
-    check_tokenizer(tokenizer, config)
-    if cfg.max_length > config.max_sequence_length:
-        raise ValueError(f"max_length={cfg.max_length} exceeds the model's {config.max_sequence_length} positions")
-    data = prepare_data(
-        task,
-        tokenizer,
-        train,
-        dev,
-        tests,
-        max_length=cfg.max_length,
-        max_train_examples=cfg.max_train_examples,
-        max_eval_examples=cfg.max_eval_examples,
-    )
+    buckets = bucket_lengths(resolved_max_length(cfg, config))
     module = head_module(task, config, len(data.label_map))
     params = init_finetune_params(module, pretrained, jax.random.fold_in(jax.random.key(cfg.seed), 0))
-    num_train = len(data.train.arrays["input_ids"])
+    train_arrays = data.train.arrays
+    train_lengths = row_lengths(train_arrays)
+    num_train = len(train_lengths)
     steps_per_epoch = math.ceil(num_train / cfg.batch_size)
     tx = optimizer_for_finetuning(cfg, steps_per_epoch * cfg.epochs).tx
     state = optim.init_train_state(params, tx, cfg.seed)
@@ -281,15 +385,18 @@ def finetune(
     predict_fn = jax.jit(functools.partial(predict_step, module=module))
 
     def evaluate(params: Params, split: EncodedSplit) -> dict[str, float]:
-        return split.score(predict(predict_fn, params, split.arrays, cfg.eval_batch_size, config.pad_token_id))
+        predictions = predict(predict_fn, params, split.arrays, cfg.eval_batch_size, config.pad_token_id, buckets)
+        return split.score(predictions)
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "params": None, "dev": None}
     shuffle = np.random.default_rng(cfg.seed)
     bar = tqdm(total=steps_per_epoch * cfg.epochs, desc=f"{task} seed {cfg.seed}", unit="step", disable=not progress)
+    padding = []
     for epoch in range(1, cfg.epochs + 1):
-        order = shuffle.permutation(num_train)
-        batches = iter_batches(data.train.arrays, cfg.batch_size, config.pad_token_id, order)
+        order = training_batches(train_lengths, cfg.batch_size, shuffle)
+        padding.append(padding_fraction(train_arrays, order, cfg.batch_size, buckets))
+        batches = (padded_batch(train_arrays, i, cfg.batch_size, config.pad_token_id, buckets) for i in order)
         state, train_loss = _train_epoch(step_fn, state, batches, bar)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"non-finite training loss in epoch {epoch}: lower the learning rate")
@@ -305,8 +412,11 @@ def finetune(
     results = {
         "task": task,
         "seed": cfg.seed,
+        "learning_rate": cfg.learning_rate,
         "primary_metric": primary,
-        "train_examples": num_train,
+        "train_examples": data.train.num_examples,
+        "train_rows": num_train,
+        "train_padding_fraction": float(np.mean(padding)),
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
         "dev": best["dev"],
@@ -314,6 +424,42 @@ def finetune(
         "history": history,
     }
     return FinetuneResult(task, config, best["params"], data.id2label, results)
+
+
+@dataclasses.dataclass
+class ProtocolResult:
+    """A learning-rate search on dev (one seed per rate), then every seed at the chosen rate."""
+
+    learning_rate: float
+    search: list[FinetuneResult]  # one run per rate of the grid, with the first seed
+    runs: list[FinetuneResult]  # one run per seed at `learning_rate` (the search's run reused)
+
+
+def finetune_protocol(
+    model: tuple[ModelConfig, Params],
+    task: str,
+    data: PreparedData,
+    cfg: FinetuneConfig,
+    learning_rates: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    progress: bool = False,
+) -> ProtocolResult:
+    """Each of `learning_rates` with `seeds[0]`, the best on dev kept, then the other `seeds` at it.
+
+    `data` is encoded once for all runs (`prepare`); `cfg`'s own learning rate and seed are replaced.
+    """
+    if not learning_rates or not seeds:
+        raise ValueError("the protocol needs at least one learning rate and one seed")
+
+    def run(learning_rate: float, seed: int) -> FinetuneResult:
+        return fit(model, task, data, dataclasses.replace(cfg, learning_rate=learning_rate, seed=seed),
+                   progress=progress)
+
+    search = [run(rate, seeds[0]) for rate in learning_rates]
+    chosen = best_run(search)
+    rate = chosen.metrics["learning_rate"]
+    return ProtocolResult(rate, search, [chosen] + [run(rate, seed) for seed in seeds[1:]])
 
 
 # -------------------------------------------------------------------------- export, report

@@ -3,7 +3,7 @@
 A task is `ner` or `pos` (token classification over `TaggedSentence`s) or `cls` (text(-pair)
 classification over `TextExample`s). Its splits are read from files (`read_split`) or from
 the HF Hub (`hf_task_splits`; the model card's suite: `suite_task_splits`), then
-encoded with one label map into fixed-shape arrays
+encoded with one label map into arrays
 {input_ids, attention_mask, labels} (labels per token or per example, IGNORE_INDEX where
 there is nothing to learn), each bound to the function that scores predictions on it at
 word or example level (`prepare_data`). Fitting a model to them is `evaluate.finetune`.
@@ -55,11 +55,12 @@ class Split(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-    """Fixed-length arrays of one split, and the function scoring predictions on it."""
+    """Arrays of one split (rows padded to its longest row) and the function scoring predictions on it."""
 
     name: str
     arrays: dict[str, np.ndarray]  # input_ids, attention_mask, labels
     score: Callable[[np.ndarray], dict[str, float]]  # argmax ids (as `labels`) -> metrics
+    num_examples: int  # sentences or texts (a long sentence may take several rows)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -255,23 +256,21 @@ def _score_tags(
     scheme: metrics.TagScheme,
 ) -> dict[str, float]:
     """Word-level scores: token accuracy, plus seqeval entity P/R/F1 for NER."""
-    predicted = alignment.decode_word_predictions(
-        predictions, encoding.word_ids, encoding.num_words, id2label, fill_label="O"
-    )
+    predicted = alignment.decode_word_predictions(predictions, encoding, id2label, fill_label="O")
     scores = {"accuracy": metrics.token_accuracy(gold, predicted)}
     if task == "ner":
         scores.update(metrics.entity_scores(gold, predicted, scheme=scheme))
-        scores.update(metrics.subword_token_scores(*subword_labels(encoding.word_ids, gold, predicted)))
-    scores["truncated_words"] = encoding.truncated_words
+        scores.update(metrics.subword_token_scores(*subword_labels(encoding.piece_word_ids, gold, predicted)))
+    scores["unscored_words"] = encoding.unscored_words
     return scores
 
 
 def subword_labels(
     word_ids: np.ndarray, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
 ) -> tuple[list[str], list[str]]:
-    """(gold, predicted) tag of every sub-word token in the window, each its word's.
+    """(gold, predicted) tag of every sub-word token of every sentence, each its word's.
 
-    The prediction is the word's, read off its first sub-token: the head is trained there only
+    The prediction is the word's, read off its labelled sub-token: the head is trained there only
     (alignment), so a later sub-token's own argmax is untrained; a model trained on every
     sub-token, as the DistilCamemBERT NER card's, predicts the word's tag on each of them.
     """
@@ -292,12 +291,13 @@ def encode_split(
     label_map: Mapping[str, int],
     max_length: int,
     scheme: metrics.TagScheme = "iob2",
+    label_piece: alignment.LabelPiece = alignment.DEFAULT_LABEL_PIECE,
 ) -> EncodedSplit:
     """Tokenise a split (labels checked against `label_map`) and bind its scorer."""
     readers.check_labels_known(split.examples, dict(label_map), split.name)
     id2label = id_to_label(label_map)
     if task_kind(task).tagged:
-        encoding = alignment.encode_tagged(split.examples, tokenizer, label_map, max_length)
+        encoding = alignment.encode_tagged(split.examples, tokenizer, label_map, max_length, label_piece)
         score = functools.partial(
             _score_tags,
             encoding=encoding,
@@ -306,10 +306,10 @@ def encode_split(
             task=task,
             scheme=scheme,
         )
-        return EncodedSplit(split.name, encoding.batch(), score)
+        return EncodedSplit(split.name, encoding.batch(), score, len(split.examples))
     arrays = alignment.encode_texts(split.examples, tokenizer, label_map, max_length)
     score = functools.partial(_score_labels, gold=[e.label for e in split.examples], id2label=id2label)
-    return EncodedSplit(split.name, arrays, score)
+    return EncodedSplit(split.name, arrays, score, len(split.examples))
 
 
 def _check_example_types(task: str, splits: Sequence[Split]) -> None:
@@ -349,16 +349,18 @@ def prepare_data(
     max_length: int,
     max_train_examples: int | None,
     max_eval_examples: int | None,
+    label_piece: alignment.LabelPiece = alignment.DEFAULT_LABEL_PIECE,
 ) -> PreparedData:
     """Labels from all of `train` (before keeping its first `max_train_examples`), then every
-    split encoded to `max_length` sub-tokens (dev and each test cut to `max_eval_examples`);
+    split encoded in rows of at most `max_length` sub-tokens (dev and each test cut to `max_eval_examples`);
     a dev/test label unseen in training raises ValueError naming its split."""
     _check_example_types(task, [train, dev, *tests])
     label_map = readers.build_label_map(train.examples)
     scheme = tag_scheme(train.examples) if task == "ner" else "iob2"
 
     def encode(split: Split, limit: int | None) -> EncodedSplit:
-        return encode_split(Split(split.name, split.examples[:limit]), task, tokenizer, label_map, max_length, scheme)
+        examples = Split(split.name, split.examples[:limit])
+        return encode_split(examples, task, tokenizer, label_map, max_length, scheme, label_piece)
 
     return PreparedData(
         label_map,
