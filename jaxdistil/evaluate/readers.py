@@ -438,7 +438,9 @@ PARQUET_DATASETS: dict[str, ParquetDataset] = {
         XNLI_LABELS,
         "fr",
     ),
-    # Assumed to follow the same converted layout as facebook/xnli (not verified against the repository).
+    # google-research-datasets/paws-x: the dataset card's schema (config fr: id, sentence1, sentence2,
+    # label with ClassLabel names '0'/'1'; train 49 401, validation 2 000, test 2 000) is checked; the file
+    # layout is assumed to be the Hub's script-to-parquet conversion, as facebook/xnli's (not seen here).
     "pawsx_fr": ParquetDataset(
         "google-research-datasets/paws-x",
         {split: f"fr/{split}-*.parquet" for split in ("train", "validation", "test")},
@@ -448,7 +450,8 @@ PARQUET_DATASETS: dict[str, ParquetDataset] = {
         "fr",
     ),
     # Jean-Baptiste/wikiner_fr: data/train-00000-of-00001-8a0e6775bf277040.parquet and
-    # data/test-00000-of-00001-f042d39bd1dddf20.parquet; no validation split.
+    # data/test-00000-of-00001-f042d39bd1dddf20.parquet; no validation split. Its card: columns id, tokens,
+    # ner_tags (0 O, 1 LOC, 2 PER, 3 MISC, 4 ORG); train 120 682, test 13 410.
     "wikiner_fr": ParquetDataset(
         "Jean-Baptiste/wikiner_fr",
         {split: f"data/{split}-*.parquet" for split in ("train", "test")},
