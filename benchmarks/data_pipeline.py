@@ -19,8 +19,9 @@ Measured on the first --measure-mb of the replica's text (reading: all of it):
 - tokenising with --workers processes (`tokenize.tokenize_texts`), in total and per worker;
 - local pre-tokenised shards (`tokenize_to_shards` with --workers) read back through the trainer's
   grain iterator (`pipeline.make_train_iterator`): time to the first batch, then tokens/s.
-Every batch source is a function in `BATCH_SOURCES` (name → batches): a streaming iterator is one
-more entry there.
+- the trainer's streaming iterator (`stream.make_stream_iterator`, one lane, its prefetch thread) over
+  the replica: time to the first batch (planning included), then tokens/s.
+Every batch source is a function in `BATCH_SOURCES` (name → batches).
 
 The figures are printed beside the GPU step's consumption, `GPU_STEP_TOKENS_PER_S`, and the target of
 issue 12: one worker's tokens/s times the cores of a GPU host (--gpu-host-cores) at least ten times it.
@@ -48,7 +49,7 @@ import zstandard  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from jaxdistil import cli  # noqa: E402
-from jaxdistil.data import corpus, pipeline, tokenize  # noqa: E402
+from jaxdistil.data import corpus, pipeline, stream, tokenize  # noqa: E402
 from jaxdistil.tokenizer import load_tokenizer, train_tokenizer  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -81,7 +82,8 @@ class Rate:
         return {"stage": self.stage, "workers": self.workers, "docs/s": round(docs), "MB/s": megabytes,
                 "tokens/s": round(tokens), "tokens/s/worker": round(tokens / self.workers),
                 "MB/s/worker": megabytes / self.workers, "seconds": self.seconds,
-                "tokens/CPU-s": round(self.tokens / self.cpu_s) if self.workers == 1 and self.tokens else None,
+                "tokens/CPU-s": round(self.core_tokens_per_s) if self.workers == 1 and self.tokens and self.cpu_s > 0
+                else None,  # NaN > 0 is False: stages that measure no CPU time (other processes) show none
                 "first (ms)": None if self.first_s != self.first_s else round(self.first_s * 1e3)}
 
     @property
@@ -247,6 +249,7 @@ class Setup:
     batch: int
     workers: int
     shards: pathlib.Path
+    replica: pathlib.Path
 
 
 def shard_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
@@ -256,8 +259,19 @@ def shard_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
                                         process_index=0, process_count=1)
 
 
+def stream_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
+    """The trainer's streaming iterator (data/stream.py) over the replica: one lane, two batches prefetched
+    by its thread, as `configs/paper.py` streams the Hub repository (time to first batch includes the plan)."""
+    source = stream.plan_stream(str(setup.replica), REPLICA_DATA_FILES, config="fr", split="train", n_held_out=0,
+                                lanes=1, text_field="content", min_chars=1, skip_corrupt_files=False,
+                                lanes_setting="data.stream_lanes", names=corpus.FLAGS)
+    return stream.make_stream_iterator(source, setup.tokenizer, seq_len=setup.seq_len, lanes=1,
+                                       global_batch_size=setup.batch, prefetch=2, process_index=0, process_count=1)
+
+
 BATCH_SOURCES: dict[str, Callable[[Setup], Iterator[dict[str, np.ndarray]]]] = {
     "local shards → batches": shard_batches,
+    "stream → batches (one lane, thread)": stream_batches,
 }
 
 
@@ -324,7 +338,7 @@ def run(args, scratch: pathlib.Path) -> list[Rate]:
         rates.append(tokenize_rate(sample, tokenizer, args.workers, args.batch_size))
     shards = scratch / "shards"
     rates.append(prepare_rate(texts, tokenizer, shards, args.seq_len, args.workers, args.batch_size))
-    setup = Setup(texts, tokenizer, args.seq_len, args.batch, args.workers, shards)
+    setup = Setup(texts, tokenizer, args.seq_len, args.batch, args.workers, shards, replica)
     return rates + [batch_rate(name, source, setup, args.batches) for name, source in BATCH_SOURCES.items()]
 
 
