@@ -31,6 +31,7 @@ tokenises; lanes are the unit a worker process would own.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import logging
@@ -42,7 +43,14 @@ import numpy as np
 
 from jaxdistil.data import corpus
 from jaxdistil.data.pipeline import Batch, resolve_process, to_model_inputs
-from jaxdistil.data.tokenize import count_token_ids, iter_packed_blocks, special_ids, tokenize_texts
+from jaxdistil.data.tokenize import (
+    PackState,
+    count_token_ids,
+    iter_packed_blocks,
+    pack_document,
+    special_ids,
+    tokenize_texts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +138,11 @@ def head_token_counts(source: StreamSource, tokenizer: Any, *, num_docs: int, se
 
 
 class Lane:
-    """One lane: its files read over and over, tokenised in batches, packed into blocks one at a time."""
+    """One lane: its files read over and over, tokenised in batches, packed by `tokenize.pack_document`.
+
+    Its state's `carry` is the stream's tokens not yet returned in a block: the bodies of the blocks a
+    document completed but `next_block` has not handed out yet, then the packer's pending tokens.
+    """
 
     def __init__(self, source: StreamSource, tokenizer: Any, *, index: int, lanes: int, seq_len: int):
         self.index = index
@@ -142,12 +154,18 @@ class Lane:
         self.set_state({"epoch": 0, "file": 0, "doc": 0, "first": True, "carry": []})
 
     def get_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "file": self.file, "doc": self.doc, "first": self.first,
-                "carry": self.carry.tolist()}
+        carry = np.concatenate([block[1:-1] for block in self._ready] + [self._pack.pending])
+        return {"epoch": self.epoch, "file": self.file, "doc": self.doc, "first": not self._pack.started,
+                "carry": carry.tolist()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.file, self.doc, self.first = state["epoch"], state["file"], state["doc"], state["first"]
-        self.carry = np.asarray(state["carry"], dtype=np.int32)
+        self.epoch, self.file, self.doc = state["epoch"], state["file"], state["doc"]
+        # The carry packed as a document of its own (a fresh PackState adds no separator before it) gives
+        # back the full blocks it holds and the pending rest.
+        blocks, pack = pack_document(PackState(), np.asarray(state["carry"], dtype=np.int32), seq_len=self.seq_len,
+                                     ids=self.ids)
+        self._ready = collections.deque(blocks)
+        self._pack = PackState(pack.pending, started=not state["first"])
         self._docs: Iterator[tuple[int, int, int, Sequence[int]]] | None = None  # read ahead from this state
 
     def _read(self) -> Iterator[tuple[int, int, int, Sequence[int]]]:
@@ -173,19 +191,13 @@ class Lane:
 
     def next_block(self) -> np.ndarray:
         """The lane's next `<s> … </s>` block: the stream's next seq_len - 2 tokens."""
-        body_len = self.seq_len - 2
-        while len(self.carry) < body_len:
+        while not self._ready:
             if self._docs is None:
                 self._docs = self._read()
             self.epoch, self.file, self.doc, tokens = next(self._docs)
-            if len(tokens) == 0:
-                continue
-            separator = np.asarray([] if self.first else [self.ids.eos_id], dtype=np.int32)
-            self.carry = np.concatenate([self.carry, separator, np.asarray(tokens, dtype=np.int32)])
-            self.first = False
-        block = next(iter_packed_blocks([self.carry[:body_len]], seq_len=self.seq_len, ids=self.ids))
-        self.carry = self.carry[body_len:]
-        return block
+            blocks, self._pack = pack_document(self._pack, tokens, seq_len=self.seq_len, ids=self.ids)
+            self._ready.extend(blocks)
+        return self._ready.popleft()
 
 
 class StreamIterator(grain.DatasetIterator):
