@@ -6,6 +6,9 @@
 - `setup_logging()`: jaxdistil's INFO lines on stderr; absl, Orbax, JAX and grain at WARNING.
 - `fail(error)`: one `error: ...` line on stderr, exit status 2, no traceback.
 - `format_table(rows, columns)`: the plain-text tables the tools print.
+- `use_compilation_cache(directory)`: JAX's persistent compilation cache for a tool that
+  compiles a training or evaluation step (default `COMPILATION_CACHE`), so a resumed or repeated
+  run loads its compiled steps instead of compiling them again.
 
 `scripts/train.py` uses absl flags (for ml_collections' `--config.x.y=...` overrides) but
 follows the same conventions.
@@ -15,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 from absl import logging as absl_logging
 
 from jaxdistil.modeling import count_params
@@ -27,6 +33,9 @@ from jaxdistil.tables import format_value  # cli.format_value: the tools' cell f
 # Libraries that log every file written or every compile at INFO.
 QUIET_LOGGERS = ("absl", "orbax", "jax", "grain", "tensorstore", "etils", "datasets", "transformers")
 ERROR_STATUS = 2
+# JAX's persistent compilation cache: JAX's own variable when set, else a per-user cache directory.
+COMPILATION_CACHE = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+    pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "jaxdistil" / "xla")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -69,6 +78,14 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # One warning per NaN scalar written to TensorBoard; the trainer reports a divergence itself.
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+
+
+def use_compilation_cache(directory: str) -> None:
+    """Compiled executables kept in `directory` ('' = none) and reused by any later process with the
+    same program, jax version and devices: a preempted run re-launched skips most of its compilation.
+    Compiles shorter than JAX's threshold (JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS) are not kept."""
+    if directory:
+        jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(directory).expanduser()))
 
 
 def fail(error: BaseException | str) -> int:

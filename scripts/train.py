@@ -35,6 +35,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
 _COORDINATOR = flags.DEFINE_string("coordinator-address", None, f"host:port of process 0 ({_ONE_PROCESS})")
 _NUM_PROCESSES = flags.DEFINE_integer("num-processes", None, f"number of processes ({_ONE_PROCESS})")
 _PROCESS_ID = flags.DEFINE_integer("process-id", None, f"this process's index ({_ONE_PROCESS})")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation-cache", cli.COMPILATION_CACHE,
+    "JAX's persistent compilation cache: compiled steps kept here are reused by a resumed or repeated run "
+    "('' = none; default: $JAX_COMPILATION_CACHE_DIR, else a per-user cache directory)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() from the environment")
 for _name in ("coordinator-address", "num-processes", "process-id"):  # the underscore spellings still work
     flags.DEFINE_alias(_name.replace("-", "_"), _name)
@@ -44,6 +48,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     cli.setup_logging()
+    cli.use_compilation_cache(_COMPILATION_CACHE.value)
     if _COORDINATOR.value or _DISTRIBUTED.value:
         # CPU processes need a collectives backend (GPUs/TPUs bring their own).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

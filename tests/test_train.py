@@ -58,14 +58,21 @@ def test_tiny_config_end_to_end(corpus_files, french_tokenizer_dir, tmp_path):
 
 
 def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_dir, tmp_path):
+    """Also with the compiled steps of the killed and resumed runs loaded from the straight run's
+    compilation cache (a cache of its own, so the straight run really compiles)."""
     overrides = micro_overrides(corpus_files, french_tokenizer_dir, steps=40)
     env = subprocess_env(XLA_FLAGS="")
-    straight = subprocess.run(train_cli(overrides, tmp_path / "straight"), capture_output=True, text=True,
-                              env=env, timeout=600)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    cache = tmp_path / "xla"
 
-    killed = subprocess.Popen(train_cli(overrides, tmp_path / "killed"), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=env)
+    def cli(workdir):
+        return [*train_cli(overrides, workdir), f"--compilation-cache={cache}"]
+
+    straight = subprocess.run(cli(tmp_path / "straight"), capture_output=True, text=True, env=env, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert any("train_step" in p.name for p in cache.iterdir()), sorted(p.name for p in cache.iterdir())
+
+    killed = subprocess.Popen(cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
     first_checkpoint = tmp_path / "killed" / "checkpoints" / "10"
     deadline = time.time() + 300
     while not first_checkpoint.is_dir() and killed.poll() is None and time.time() < deadline:
@@ -74,8 +81,7 @@ def test_resume_after_sigkill_is_bit_identical(corpus_files, french_tokenizer_di
     killed.wait()
     saved = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) < 40, saved  # really killed mid-run
-    resumed = subprocess.run(train_cli(overrides, tmp_path / "killed"), capture_output=True, text=True,
-                             env=env, timeout=600)
+    resumed = subprocess.run(cli(tmp_path / "killed"), capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     _, params_a, step_a = load_student_from_workdir(tmp_path / "straight")
