@@ -19,8 +19,9 @@ Measured on the first --measure-mb of the replica's text (reading: all of it):
 - tokenising with --workers processes (`tokenize.tokenize_texts`), in total and per worker;
 - local pre-tokenised shards (`tokenize_to_shards` with --workers) read back through the trainer's
   grain iterator (`pipeline.make_train_iterator`): time to the first batch, then tokens/s.
-- the trainer's streaming iterator (`stream.make_stream_iterator`, one lane, its prefetch thread) over
-  the replica: time to the first batch (planning included), then tokens/s.
+- the trainer's streaming iterator (`stream.make_stream_iterator`, --stream-lanes lanes read by its
+  prefetch thread or by --stream-workers worker processes) over the replica: time to the first batch
+  (planning and starting the workers included), then tokens/s.
 Every batch source is a function in `BATCH_SOURCES` (name → batches).
 
 The figures are printed beside the GPU step's consumption, `GPU_STEP_TOKENS_PER_S`, and the target of
@@ -250,6 +251,8 @@ class Setup:
     workers: int
     shards: pathlib.Path
     replica: pathlib.Path
+    stream_lanes: int
+    stream_workers: int
 
 
 def shard_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
@@ -260,30 +263,34 @@ def shard_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
 
 
 def stream_batches(setup: Setup) -> Iterator[dict[str, np.ndarray]]:
-    """The trainer's streaming iterator (data/stream.py) over the replica: one lane, two batches prefetched
-    by its thread, as `configs/paper.py` streams the Hub repository (time to first batch includes the plan)."""
+    """The trainer's streaming iterator (data/stream.py) over the replica: its lanes read by its thread or
+    its worker processes, two batches (chunks) ahead, as `configs/paper.py` streams the Hub repository
+    (time to first batch includes the plan and the workers' start)."""
     source = stream.plan_stream(str(setup.replica), REPLICA_DATA_FILES, config="fr", split="train", n_held_out=0,
-                                lanes=1, text_field="content", min_chars=1, skip_corrupt_files=False,
-                                lanes_setting="data.stream_lanes", names=corpus.FLAGS)
-    return stream.make_stream_iterator(source, setup.tokenizer, seq_len=setup.seq_len, lanes=1,
-                                       global_batch_size=setup.batch, prefetch=2, process_index=0, process_count=1)
+                                lanes=setup.stream_lanes, text_field="content", min_chars=1, skip_corrupt_files=False,
+                                lanes_setting="--stream-lanes", names=corpus.FLAGS)
+    return stream.make_stream_iterator(source, setup.tokenizer, seq_len=setup.seq_len, lanes=setup.stream_lanes,
+                                       global_batch_size=setup.batch, prefetch=2, workers=setup.stream_workers,
+                                       process_index=0, process_count=1)
 
 
 BATCH_SOURCES: dict[str, Callable[[Setup], Iterator[dict[str, np.ndarray]]]] = {
     "local shards → batches": shard_batches,
-    "stream → batches (one lane, thread)": stream_batches,
+    "stream → batches": stream_batches,
 }
 
 
 def batch_rate(name: str, source: Callable[[Setup], Iterator[dict[str, np.ndarray]]], setup: Setup,
-               batches: int) -> Rate:
-    """Time to the source's first batch (from calling it), then tokens/s over `batches` more."""
+               batches: int, workers: int = 0) -> Rate:
+    """Time to the source's first batch (from calling it), then tokens/s over `batches` more; made in this
+    process, or by `workers` worker processes (whose CPU time this process does not see)."""
     start = time.perf_counter()
     iterator = source(setup)
     next(iterator)
     first = time.perf_counter() - start
-    rate = timed(name, 1, itertools.islice(iterator, batches), lambda b: (0, 0, int(b["attention_mask"].sum())))
-    return dataclasses.replace(rate, first_s=first)
+    rate = timed(name, max(workers, 1), itertools.islice(iterator, batches),
+                 lambda b: (0, 0, int(b["attention_mask"].sum())))
+    return dataclasses.replace(rate, first_s=first, cpu_s=float("nan") if workers else rate.cpu_s)
 
 
 # --- the report ------------------------------------------------------------------------------------------
@@ -308,9 +315,16 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--batches", type=int, default=200, help="batches timed after the first")
     parser.add_argument("--batch-size", type=int, default=100, help="documents per tokenizer call (a chunk)")
     parser.add_argument("--gpu-host-cores", type=int, default=16, help="CPU cores of the GPU host in the target")
+    parser.add_argument("--stream-lanes", type=int, default=1,
+                        help="lanes of the streaming iterator (at most the replica's parts: see --part-mb)")
+    parser.add_argument("--stream-workers", type=int, default=0,
+                        help="worker processes reading the streaming iterator's lanes (0: its thread)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: give at least 1")
+    if not 0 <= args.stream_workers <= args.stream_lanes:
+        parser.error(f"--stream-workers {args.stream_workers}: give 0 (a thread) to --stream-lanes "
+                     f"({args.stream_lanes}): each worker reads whole lanes")
     return args
 
 
@@ -338,8 +352,13 @@ def run(args, scratch: pathlib.Path) -> list[Rate]:
         rates.append(tokenize_rate(sample, tokenizer, args.workers, args.batch_size))
     shards = scratch / "shards"
     rates.append(prepare_rate(texts, tokenizer, shards, args.seq_len, args.workers, args.batch_size))
-    setup = Setup(texts, tokenizer, args.seq_len, args.batch, args.workers, shards, replica)
-    return rates + [batch_rate(name, source, setup, args.batches) for name, source in BATCH_SOURCES.items()]
+    setup = Setup(texts, tokenizer, args.seq_len, args.batch, args.workers, shards, replica, args.stream_lanes,
+                  args.stream_workers)
+    print(f"stream → batches: {args.stream_lanes} lane(s), "
+          + (f"{args.stream_workers} worker process(es)" if args.stream_workers else "its thread"), flush=True)
+    return rates + [batch_rate(name, source, setup, args.batches,
+                               workers=args.stream_workers if source is stream_batches else 0)
+                    for name, source in BATCH_SOURCES.items()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,9 +18,10 @@ Needs the HF Hub (teacher, tokenizer, corpus) and a GPU/TPU. Sources of each set
   their metadata ignored; `--config.data.hf_name=DIR` reads a local copy laid out like the
   repository. OSCAR has no validation split, so the first `eval_max_docs` documents are held
   out and never trained on. The training documents are streamed (`data.streaming`): read,
-  tokenised and packed while training runs, in `data.stream_lanes` lanes of files (one host
-  or more, each reading its own), resumable exactly from any checkpoint; `mlm_smoothing`'s
-  token counts come from the head of the stream (`data.stream_count_docs` documents).
+  tokenised and packed while training runs by worker processes (`data.stream_workers`), in
+  `data.stream_lanes` lanes of files (one host or more, each reading its own), resumable
+  exactly from any checkpoint; `mlm_smoothing`'s token counts come from the head of the
+  stream (`data.stream_count_docs` documents).
 - everything the paper leaves unsaid takes the DistilBERT distiller's defaults (HF research
   project `distillation/train.py`): temperature 2.0; 15 % masking, 80/10/10; mlm_smoothing
   0.7 (token-frequency-smoothed masking); restrict_ce_to_mask False; AdamW lr 5e-4,
@@ -68,7 +69,9 @@ def get_config(arg: str | None = None):
     c.data.text_field = "content"
     c.data.max_docs = -1  # every document: streamed (read, tokenised, packed while training), epoch after epoch
     c.data.streaming = True
-    c.data.stream_lanes = 8  # the files dealt to this many streams: up to as many hosts, each reading its own
+    c.data.stream_lanes = 16  # the files dealt to this many streams: up to as many hosts, each reading its own
+    # Per host, at most one per lane it reads: 12 of a 16-core GPU host's cores (docs/performance.md, "Data pipeline").
+    c.data.stream_workers = 12
     c.data.eval_max_docs = 10_000
     c.data.seq_len = 512  # blocks of <s> + 510 tokens + </s>: all 512 positions of camembert-base
     c.masking.mlm_smoothing = 0.7

@@ -397,7 +397,7 @@ def train_iterator(config: Any, inputs: RunInputs) -> grain.DatasetIterator:
         data_cfg = config.data
         return stream.make_stream_iterator(inputs.train_stream, inputs.tokenizer, seq_len=data_cfg.seq_len,
                                            lanes=data_cfg.stream_lanes, global_batch_size=config.train.batch_size,
-                                           prefetch=data_cfg.stream_prefetch)
+                                           prefetch=data_cfg.stream_prefetch, workers=data_cfg.stream_workers)
     return make_train_iterator(inputs.train_blocks, global_batch_size=config.train.batch_size,
                                seed=config.data.seed, pad_id=inputs.tokenizer.pad_token_id)
 

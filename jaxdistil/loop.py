@@ -58,8 +58,9 @@ def run(config: Any, workdir: str | pathlib.Path) -> dict[str, float]:
             if primary:
                 record_settings(config, workdir)
             inputs = build_inputs(config, workdir, holdout)
-            compiled = compile_step(config, inputs.student_config, inputs.teacher_config, inputs.tokenizer)
             data_iter = train_iterator(config, inputs)
+            data_iter.start_prefetch()  # a stream's thread or worker processes start reading while the step compiles
+            compiled = compile_step(config, inputs.student_config, inputs.teacher_config, inputs.tokenizer)
             manager, state, resumed_from = restore_or_init(config, inputs, compiled, data_iter)
             if primary:
                 record_invocation(workdir, changed, resumed_from)

@@ -67,15 +67,20 @@ def base() -> ConfigDict:
     c.data.skip_corrupt_files = False
     c.data.max_docs = -1  # -1: all documents (streaming reads every document, epoch after epoch: it must be -1)
     # source="hf" with hf_data_files: True reads, cleans, tokenises and packs the training documents on the fly, in
-    # a background thread, resumable exactly from any checkpoint (jaxdistil/data/stream.py), so step 1 starts in
-    # seconds; False tokenises them once into WORKDIR/data shards before step 1. Local files (source="files") and
-    # datasets' own layout (hf_data_files="") always use shards, as do given shards_dir.
+    # a background thread or worker processes (stream_workers), resumable exactly from any checkpoint
+    # (jaxdistil/data/stream.py), so step 1 starts in seconds; False tokenises them once into WORKDIR/data shards
+    # before step 1. Local files (source="files") and datasets' own layout (hf_data_files="") always use shards, as
+    # do given shards_dir.
     c.data.streaming = True
     # Streamed: independent streams the files are dealt to (file i to lane i % stream_lanes), each packed on its
     # own; the batch is the same for any process count. A multiple of the process count, dividing
     # train.batch_size, at most the number of files.
     c.data.stream_lanes = 1
-    c.data.stream_prefetch = 4  # streamed: batches made ahead in the background thread (0: none)
+    # Streamed: batches made ahead by the background thread (0: none), or chunks by each of the stream_workers.
+    c.data.stream_prefetch = 4
+    # Streamed: worker processes reading this process's lanes, at most one per lane (0: the background thread). How
+    # the stream is read, never what it yields: a run may change it on resume.
+    c.data.stream_workers = 0
     # Streamed with masking.mlm_smoothing > 0: the token counts it masks by are those of the first
     # stream_count_docs training documents, counted once at set-up (WORKDIR/data/stream_counts).
     c.data.stream_count_docs = 10_000

@@ -29,6 +29,7 @@ from jaxdistil.workdir import Workdir
 # state depends on (the data iterator's position counts global batches; the PRNG key's shape).
 FIXED_FOR_THE_RUN = ("mode", "seed", "teacher.", "student.", "tokenizer.", "data.", "masking.",
                      "train.batch_size", "train.prng_impl")
+FREE_IN_FIXED = ("data.stream_workers",)  # how the stream is read, not what it yields (data/stream.py)
 SHOWN_DIFFERENCES = 8
 
 
@@ -63,7 +64,8 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any
 
 
 def is_fixed(field: str) -> bool:
-    return any(field == f or (f.endswith(".") and field.startswith(f)) for f in FIXED_FOR_THE_RUN)
+    return field not in FREE_IN_FIXED and any(field == f or (f.endswith(".") and field.startswith(f))
+                                              for f in FIXED_FOR_THE_RUN)
 
 
 def check_resume(config: Any, workdir: Workdir) -> dict[str, tuple[Any, Any]]:

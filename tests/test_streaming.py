@@ -2,17 +2,23 @@
 FineWeb-2 reads, tokenises and packs its training documents while it trains (no WORKDIR/data train
 shards); the batches are the documents packed in order as data/tokenize.py packs them, each lane
 its own files; the held-out documents are never trained on; a resumed stream (in process, or after
-SIGKILL) continues bit-identically; two processes train like one; bad input fails before step 1."""
+SIGKILL) continues bit-identically; two processes train like one; worker processes make the thread's
+batches and states; bad input fails before step 1."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import multiprocessing
+import os
 import pathlib
 import signal
 import socket
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -28,10 +34,11 @@ from test_corpus_sources import (  # noqa: F401  (fixtures)
     write_zst_jsonl,
 )
 
-from jaxdistil import inputs
+from jaxdistil import inputs, loop
 from jaxdistil.checkpoint import load_student_from_workdir
 from jaxdistil.data import corpus, stream
 from jaxdistil.data.tokenize import pack_blocks, special_ids, tokenize_texts
+from jaxdistil.run_record import check_resume
 from jaxdistil.workdir import Workdir
 
 REPLICAS = [("oscar", ()), ("fineweb2", ("fineweb2",))]
@@ -130,7 +137,7 @@ def test_a_lane_starts_its_next_epoch_where_its_files_end(ready):
     one_epoch = len(packed(epoch, tokenizer, seq_len))
     blocks = [lane.next_block() for _ in range(one_epoch + 10)]
     np.testing.assert_array_equal(np.stack(blocks), reference[:one_epoch + 10])
-    assert lane.get_state()["epoch"] == 1
+    assert lane.epoch == 1  # reading its second pass (its state is still that of the block before: a skip)
 
 
 @pytest.mark.parametrize("prefetch", [0, 3])
@@ -141,7 +148,9 @@ def test_a_restored_stream_continues_with_the_same_batches(prefetch, ready):
     first = inputs.train_iterator(config, run)
     take(first, 7)
     state = json.loads(json.dumps(first.get_state()))  # as grain's checkpoint handler stores it
-    assert any(lane["carry"] for lane in state["lanes"].values())  # mid-document: the carry matters
+    assert any(lane["carry"] and lane["skip"] for lane in state["lanes"].values())  # mid-document: both matter
+    # Compact: less than a block of carry, however long the document.
+    assert all(len(lane["carry"]) < config.data.seq_len - 2 for lane in state["lanes"].values())
     resumed = inputs.train_iterator(config, run)
     resumed.set_state(state)
     for a, b in zip(straight[7:], take(resumed, 5), strict=True):
@@ -160,6 +169,115 @@ def test_two_processes_read_their_own_lanes_and_together_make_the_one_process_ba
         np.testing.assert_array_equal(np.concatenate([next(p)["input_ids"] for p in parts]), whole)
     with pytest.raises(ValueError, match=r"data.stream_lanes=2 must be a multiple of the process count 3"):
         stream.make_stream_iterator(run.train_stream, run.tokenizer, process_index=0, process_count=3, **options)
+
+
+# --- worker processes: the thread's batches and states ----------------------------------------------------
+
+SHORT_BATCHES = 40
+
+
+@pytest.fixture(scope="module")
+def short_stream(ready, french_docs, tmp_path_factory):  # noqa: F811
+    """Three lanes over three short OSCAR-like parts (an epoch is a few batches), and the thread path's
+    batches and states (after 0, 1, … batches, as a checkpoint stores them): what the workers must match."""
+    root = tmp_path_factory.mktemp("OSCAR-short")
+    for part, docs in enumerate([french_docs[:8], french_docs[8:14], french_docs[14:24]], start=1):
+        write_zst_jsonl(root / "fr_meta" / f"fr_meta_part_{part}.jsonl.zst",
+                        [oscar_record(doc, part, i) for i, doc in enumerate(docs)])
+    config, run, _ = ready("oscar")
+    source = inputs.plan_train_stream(paper_local(root, eval_max_docs=2, stream_lanes=3).data)
+    assert source.held_out == (2, 0, 0)
+    options = dict(seq_len=config.data.seq_len, lanes=3, global_batch_size=6, prefetch=0)
+    thread = stream.make_stream_iterator(source, run.tokenizer, **options)
+    batches, states = [], [json.loads(json.dumps(thread.get_state()))]
+    for _ in range(SHORT_BATCHES):
+        batches.append(next(thread)["input_ids"])
+        states.append(json.loads(json.dumps(thread.get_state())))
+    assert all(lane["epoch"] >= 1 for lane in states[-1]["lanes"].values())  # every lane into its next epoch
+
+    def make(workers):
+        return stream.make_stream_iterator(source, run.tokenizer, workers=workers, **options)
+
+    return types.SimpleNamespace(make=make, batches=batches, states=states, source=source, tokenizer=run.tokenizer,
+                                 seq_len=config.data.seq_len)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_processes_make_the_threads_batches_and_states_and_stop_when_closed(short_stream):
+    make, batches, states = short_stream.make, short_stream.batches, short_stream.states
+    with pytest.raises(ValueError, match=r"^data.stream_workers=-1: set it to 0 \(a thread\) or a number of worker"):
+        make(-1)
+    capped = make(4)  # one worker per lane at most: no worker would have a lane
+    assert [capped.worker_lanes(w) for w in range(capped.workers)] == [[0], [1], [2]]
+    capped.close()
+    processes = make(2)  # lanes 0 and 2 in worker 0, lane 1 in worker 1
+    for k, expected in enumerate(batches):
+        np.testing.assert_array_equal(next(processes)["input_ids"], expected)
+        assert processes.get_state() == states[k + 1]
+    pids = processes.worker_pids
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    processes.close()
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(ValueError, match="closed iterator"):
+        next(processes)
+
+
+def test_a_state_moves_between_threads_and_worker_processes_and_a_killed_worker_is_named(short_stream):
+    make, batches, states = short_stream.make, short_stream.batches, short_stream.states
+    processes = make(1)
+    processes.set_state(states[7])  # the thread's
+    for k in range(7, 12):
+        np.testing.assert_array_equal(next(processes)["input_ids"], batches[k])
+    assert processes.get_state() == states[12]
+    thread = make(0)
+    thread.set_state(json.loads(json.dumps(processes.get_state())))
+    for k in range(12, 17):
+        np.testing.assert_array_equal(next(thread)["input_ids"], batches[k])
+    [first] = processes.worker_pids
+    processes.set_state(states[3])  # back: the worker is replaced
+    assert not alive(first)
+    for k in range(3, 5):
+        np.testing.assert_array_equal(next(processes)["input_ids"], batches[k])
+    [second] = processes.worker_pids
+    os.kill(second, signal.SIGKILL)
+    with pytest.raises(RuntimeError) as err:
+        for _ in range(SHORT_BATCHES):  # the chunks it queued first
+            next(processes)
+    assert str(err.value).startswith(f"stream worker 0 (pid {second}, lanes [0, 1, 2]) exited with code -9 and no "
+                                     "message")
+    assert not alive(second) and processes.worker_pids == []
+
+
+def test_an_older_state_holding_whole_blocks_and_no_skip_still_restores(short_stream):
+    """Checkpoints written before states were compact carry every stream token not yet handed out."""
+    source, tokenizer, seq_len = short_stream.source, short_stream.tokenizer, short_stream.seq_len
+    docs = list(stream.read_file(source, 1))  # lane 1 of 3 reads file 1 alone, none of it held out
+    reference = packed(docs + docs, tokenizer, seq_len)
+    # The stream is doc_0 </s> doc_1 </s> …: after document d, every token past block k is the carry.
+    tokens = list(tokenize_texts(docs, tokenizer))
+    eos = [special_ids(tokenizer).eos_id]
+    ends = np.cumsum([len(t) + 1 for t in tokens]) - 1  # where each document ends in the stream
+    body, k = seq_len - 2, 1
+    d = int(np.argmax(ends // body >= k + 2))  # the first document after which whole blocks wait past block k
+    tokens_until_d = np.concatenate([np.concatenate([t, eos]) for t in tokens[:d + 1]])[:ends[d]]
+    old = {"epoch": 0, "file": 0, "doc": d + 1, "first": False, "carry": tokens_until_d[k * body:].tolist()}
+    assert len(old["carry"]) >= 2 * body and "skip" not in old
+    lane = stream.Lane(source, tokenizer, index=1, lanes=3, seq_len=seq_len)
+    lane.set_state(old)
+    np.testing.assert_array_equal(lane.next_block(), reference[k])
+    state = json.loads(json.dumps(lane.get_state()))  # still within the old carry: it and a skip
+    again = stream.Lane(source, tokenizer, index=1, lanes=3, seq_len=seq_len)
+    again.set_state(state)
+    n = len(reference) - k - 1
+    np.testing.assert_array_equal(np.stack([lane.next_block() for _ in range(n)]), reference[k + 1:])
+    np.testing.assert_array_equal(np.stack([again.next_block() for _ in range(n)]), reference[k + 1:])
 
 
 def test_mlm_smoothing_counts_the_head_of_the_training_stream_once(ready):
@@ -206,8 +324,8 @@ def test_a_lane_whose_files_lack_the_text_field_fails_at_set_up(oscar_dir, tmp_p
                               "data.text_field.")
 
 
-@pytest.mark.parametrize("skip", [False, True])
-def test_a_corrupt_part_met_mid_stream_is_named_or_skipped_only_when_asked(skip, ready, tmp_path):
+@pytest.mark.parametrize("skip, workers", [(False, 0), (False, 2), (True, 0)])
+def test_a_corrupt_part_met_mid_stream_is_named_or_skipped_only_when_asked(skip, workers, ready, tmp_path):
     config, run, _ = ready("oscar")
     copy = tmp_path / "OSCAR-2301"
     parts = sorted((pathlib.Path(config.data.hf_name) / "fr_meta").glob("*.jsonl.zst"))
@@ -224,6 +342,15 @@ def test_a_corrupt_part_met_mid_stream_is_named_or_skipped_only_when_asked(skip,
                 lane.next_block()
         assert str(err.value).startswith(str(damaged)) and "\n" not in str(err.value)
         assert str(err.value).endswith("set data.skip_corrupt_files=True to skip such files")
+        if workers:  # the same error, raised in the parent, from the worker reading lane 0
+            batches = stream.make_stream_iterator(source, run.tokenizer, seq_len=config.data.seq_len, lanes=2,
+                                                  global_batch_size=config.train.batch_size, prefetch=2,
+                                                  workers=workers)
+            with pytest.raises(corpus.CorruptFileError) as from_worker:
+                while True:
+                    next(batches)
+            assert str(from_worker.value) == str(err.value)
+            batches.close()
         return
     while lane.get_state()["epoch"] == 0:  # past the damage, into the next epoch
         lane.next_block()
@@ -240,6 +367,34 @@ def test_streaming_settings_that_cannot_work_are_refused(oscar_dir):  # noqa: F8
 
 
 # --- whole runs: SIGKILL and resume, two processes ------------------------------------------------------
+
+
+def test_the_recipes_worker_processes_train_on_the_threads_batches_and_leave_none_behind(ready, tmp_path, caplog):
+    """paper.py's stream_workers, capped at the two lanes of paper:local: two worker processes."""
+    corpus_dir = ready("oscar")[0].data.hf_name
+
+    def short_run(**data):
+        config = paper_local(corpus_dir, **data)
+        config.train.update(steps=2, checkpoint_every=2, eval_every=0)
+        config.export_hf = False
+        return config
+
+    config, workdir = short_run(), Workdir(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger=stream.__name__):
+        metrics = loop.run(config, workdir.root)
+    assert "reads lanes [0, 1] of 2 in 2 worker process(es)" in caplog.text
+    assert math.isfinite(metrics["loss/total"])
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("jaxdistil-stream-worker")]
+    saved = next((workdir.checkpoints / "2" / "data_iter").glob("process_*.json"))
+    # The run's own tokenizer and stream, read by the thread: the state after its two batches is the one saved,
+    # and the thread may resume the run.
+    thread = inputs.train_iterator(short_run(stream_workers=0, stream_prefetch=0),
+                                   inputs.prepare_inputs(config, workdir))
+    take(thread, config.train.steps)
+    assert json.loads(saved.read_text()) == json.loads(json.dumps(thread.get_state()))
+    assert config.data.stream_workers > 2
+    assert check_resume(short_run(stream_workers=0), workdir) == {"data.stream_workers":
+                                                                  (config.data.stream_workers, 0)}
 
 
 def paper_cli(corpus_dir, workdir, variants="local", **overrides):
