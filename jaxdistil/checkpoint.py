@@ -11,6 +11,7 @@ Three kinds of model directory exist in jaxdistil's world:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,6 +22,12 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore
+
+try:  # Orbax's private module that calls TensorStore (0.12.x's layout); without it, no workaround is installed
+    from orbax.checkpoint._src.serialization import tensorstore_utils as orbax_tensorstore
+except ImportError:
+    orbax_tensorstore = None
 
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, load_hf, params_to_state_dict, state_dict_to_params
@@ -36,10 +43,68 @@ CONFIG_FILE = "config.json"
 KEEP_EVERY_CHECKPOINT = 1_000_000  # a reader's manager must never delete what the trainer kept
 
 
+# --- a TensorStore leak, worked around -----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)  # a save resolves a few directories
+def _resolved_kvstore_spec(spec_json: str) -> str:
+    return json.dumps(tensorstore.KvStore.Spec(json.loads(spec_json)).to_json())
+
+
+class _KvStoreSpec:
+    """A kvstore spec whose `to_json` TensorStore computes once per distinct spec."""
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+
+    def to_json(self) -> Any:
+        return json.loads(_resolved_kvstore_spec(json.dumps(self.spec, sort_keys=True)))
+
+
+class _KvStore:
+    Spec = _KvStoreSpec
+
+    @staticmethod
+    def open(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(spec, _KvStoreSpec):
+            spec = tensorstore.KvStore.Spec(spec.spec)
+        return tensorstore.KvStore.open(spec, *args, **kwargs)
+
+
+class TensorStoreWithoutLeaks:
+    """`tensorstore` as Orbax's tensorstore_utils sees it, without the two calls that leak on every save.
+
+    TensorStore (0.1.86, the newest) never frees the Python objects that `KvStore.Spec.to_json()` and
+    `experimental_collect_matching_metrics` return, nor memory of its own with them. Orbax (0.12.8)
+    calls the first once per array per save, resolving the same directory's file spec each time,
+    and the second twice per save, for a log line of the raw bytes written: a run's memory grew
+    with every checkpoint. Here each distinct spec is resolved once, and the kvstore metrics
+    read as none (Orbax then skips that log line); everything else is TensorStore itself.
+    """
+
+    KvStore = _KvStore
+    KVSTORE_METRICS = "/tensorstore/kvstore/"
+
+    def experimental_collect_matching_metrics(self, prefix: str = "", *args: Any, **kwargs: Any) -> list:
+        if prefix == self.KVSTORE_METRICS:
+            return []
+        return tensorstore.experimental_collect_matching_metrics(prefix, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tensorstore, name)
+
+
+def avoid_tensorstore_leaks() -> None:
+    """Gives Orbax's TensorStore calls `TensorStoreWithoutLeaks` (once per process; idempotent)."""
+    if getattr(orbax_tensorstore, "ts", None) is tensorstore:
+        orbax_tensorstore.ts = TensorStoreWithoutLeaks()
+
+
 # --- the train state of a run ------------------------------------------------------------------
 
 
 def checkpoint_manager(workdir: str | os.PathLike, keep: int, create: bool = True) -> ocp.CheckpointManager:
+    avoid_tensorstore_leaks()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
     return ocp.CheckpointManager(Workdir(workdir).checkpoints.resolve(), options=options)
 
