@@ -40,7 +40,7 @@ TOY_KNOBS = {
     "FT_EPOCHS": "1",
     "FT_MAX_TRAIN": "64",
     "FT_MAX_EVAL": "32",
-    "FT_EXTRA": "--max-length 32 --batch-size 8",
+    "FT_EXTRA": "--max-length 32 --batch-size 8 --lr 1e-3",  # one rate: the grid search is tested in test_finetune
     "BENCH_SETTINGS": "2x32",
     "BENCH_FRAMEWORKS": "jax",
     "BENCH_EXTRA": "--repeats 2 --warmup 1",
