@@ -76,8 +76,7 @@ def test_toy_chain_reports_and_resumes(shared_data_dir, tmp_path):
     run, report = tmp_path / "run", tmp_path / "results.md"
     env = {**os.environ, **TOY_KNOBS, "RUN": str(run), "DATA": str(shared_data_dir), "REPORT": str(report),
            "PYTHON": sys.executable,
-           "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",  # one CPU device, not the suite's 8 fake ones
-           "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+           "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one CPU device, not the suite's 8 fake ones; conftest's cache
 
     run.mkdir()
     (run / "NOTES.md").write_text("A note from whoever ran the chain.\n", encoding="utf-8")
