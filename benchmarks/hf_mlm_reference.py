@@ -30,12 +30,7 @@ import torch
 import transformers
 
 from jaxdistil import cli
-
-
-def load_blocks(shards_dir: pathlib.Path) -> np.ndarray:
-    """All blocks of a `scripts/prepare_data.py` shard directory, as one (n, seq_len) int array."""
-    meta = json.loads((shards_dir / "meta.json").read_text())
-    return np.concatenate([np.load(shards_dir / name, mmap_mode="r") for name in meta["shards"]])
+from jaxdistil.data.tokenize import read_shards
 
 
 def evaluate(model, collator, blocks: np.ndarray, batch: int, seed: int) -> tuple[float, float]:
@@ -79,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     model = transformers.CamembertForMaskedLM(config)
     collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=masking["mlm_probability"],
                                                             return_tensors="pt")
-    train = load_blocks(args.run / "shards" / "train")
-    held_out = load_blocks(args.run / "shards" / "eval")[:train_cfg["eval_batches"] * train_cfg["eval_batch_size"]]
+    train, _ = read_shards(args.run / "shards" / "train", expected_vocab_size=config.vocab_size)
+    eval_blocks, _ = read_shards(args.run / "shards" / "eval", expected_vocab_size=config.vocab_size)
+    held_out = eval_blocks[:train_cfg["eval_batches"] * train_cfg["eval_batch_size"]]
     no_decay = [n for n, _ in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     optimizer = torch.optim.AdamW(
         [{"params": [q for n, q in model.named_parameters() if n not in no_decay],
@@ -96,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     start, losses = time.perf_counter(), []
     for step in range(1, args.steps + 1):
-        rows = order[((step - 1) * batch) % len(train):][:batch]
-        b = collator([{"input_ids": row} for row in torch.as_tensor(np.asarray(train[np.sort(rows)]))])
+        rows = np.sort(order.take(range((step - 1) * batch, step * batch), mode="wrap"))  # each epoch in one order
+        b = collator([{"input_ids": torch.tensor(train[i])} for i in rows])  # a copy: the shards are read-only maps
         loss = model(input_ids=b["input_ids"], attention_mask=(b["input_ids"] != tokenizer.pad_token_id),
                      labels=b["labels"]).loss
         loss.backward()
