@@ -6,7 +6,9 @@ kept; every seed then trains at it until the dev score stops improving (--patien
 dev/test metrics and their mean ± std, writes OUT/results.json (the search, every run's
 per-epoch dev curve), and with --export saves the best seed's model as an HF directory
 (CamembertFor{Token,Sequence}Classification with id2label) that
-`pipeline("token-classification")` loads. Examples:
+`pipeline("token-classification")` loads. Each run is kept in OUT/runs/ when it ends, so the same
+command after an interruption redoes only the runs that had not finished (OUT/runs/ refuses runs of
+another model, data or settings). Examples:
 
     # POS tagging, UD French-Sequoia (cross-domain test on GSD)
     python scripts/finetune.py --model runs/student --task pos \
@@ -193,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_eval_examples=args.max_eval_examples,
         )
         data = ft.prepare(model, tokenizer, task, train, dev, tests, cfg)
-        protocol = ft.finetune_protocol(model, task, data, cfg, rates, args.seeds, progress=True)
+        digest = ft.protocol_digest(model, task, data, cfg)
+        store = ft.RunStore(args.out / "runs", digest, keep_params=bool(args.export))
+        protocol = ft.finetune_protocol(model, task, data, cfg, rates, args.seeds, progress=True, store=store)
         results = protocol.runs
         summary = ft.summarize(results)
         best = ft.best_run(results)

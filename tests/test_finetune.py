@@ -8,6 +8,7 @@ thresholds below come from measured runs (see each test) with a wide margin.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import pathlib
 import re
@@ -418,7 +419,9 @@ def test_finetune_cli_names_the_malformed_wikiner_line(body, tokenizer, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_finetune_cli_runs_seeds_and_exports(dropout_body, tokenizer, wikiner_pos_file, tmp_path, capsys, script_main):
+def test_finetune_cli_runs_seeds_and_exports(
+    dropout_body, tokenizer, wikiner_pos_file, tmp_path, capsys, script_main, monkeypatch
+):
     model_dir = save_hf(*dropout_body, tmp_path / "model", tokenizer)
     data = str(wikiner_pos_file)
     argv = [
@@ -462,3 +465,63 @@ def test_finetune_cli_runs_seeds_and_exports(dropout_body, tokenizer, wikiner_po
     exported = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert exported["architectures"] == ["CamembertForTokenClassification"]
     assert sorted(exported["label2id"]) == ["NAM", "PRO", "PRP", "VER"]
+
+    # The same command again: every run is read back from OUT/runs, none is trained, same report and export.
+    exported_weights = (tmp_path / "hf" / "model.safetensors").read_bytes()
+    monkeypatch.setattr(ft, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert script_main(argv) == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == report
+    assert (tmp_path / "hf" / "model.safetensors").read_bytes() == exported_weights
+
+
+def test_interrupted_protocol_redoes_only_the_unfinished_runs(body, tokenizer, wikiner_pos_file, tmp_path, monkeypatch):
+    split = tasks.Split(str(wikiner_pos_file), tasks.read_split(str(wikiner_pos_file), "pos", "wikiner").examples)
+    cfg = ft.FinetuneConfig(epochs=1, max_length=16)
+    rates, seeds = (1e-4, 1e-2), (0, 1)
+    data = ft.prepare(body, tokenizer, "pos", split, split, [split], cfg)
+    digest = ft.protocol_digest(body, "pos", data, cfg)
+    uninterrupted = ft.finetune_protocol(body, "pos", data, cfg, rates, seeds)
+
+    real_fit, calls = ft.fit, []
+
+    def fit_killed_on_the_third_run(*args, **kwargs):
+        calls.append(args[3].learning_rate)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "fit", fit_killed_on_the_third_run)
+    store = ft.RunStore(tmp_path / "runs", digest, keep_params=True)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune_protocol(body, "pos", data, cfg, rates, seeds, store=store)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "lr0.0001_seed0.json", "lr0.0001_seed0.msgpack", "lr0.01_seed0.json", "lr0.01_seed0.msgpack",
+        "protocol.sha256"]
+
+    calls.clear()
+    resumed = ft.finetune_protocol(body, "pos", data, cfg, rates, seeds, store=ft.RunStore(
+        tmp_path / "runs", digest, keep_params=True))
+    assert calls == [uninterrupted.learning_rate]  # only seed 1 at the chosen rate was left
+    assert resumed.learning_rate == uninterrupted.learning_rate
+    assert [r.metrics for r in resumed.runs] == [r.metrics for r in uninterrupted.runs]
+    same = jax.tree.map(np.array_equal, resumed.runs[0].params, uninterrupted.runs[0].params)
+    assert all(jax.tree.leaves(same))  # the best run's parameters come back for --export
+
+
+def test_run_store_refuses_runs_of_another_model_or_settings(body, tokenizer, wikiner_pos_file, tmp_path):
+    split = tasks.Split(str(wikiner_pos_file), tasks.read_split(str(wikiner_pos_file), "pos", "wikiner").examples)
+    cfg = ft.FinetuneConfig(epochs=1, max_length=16)
+    data = ft.prepare(body, tokenizer, "pos", split, split, [], cfg)
+    digest = ft.protocol_digest(body, "pos", data, cfg)
+    other_weights = (body[0], jax.tree.map(lambda x: np.asarray(x) + 1e-3, body[1]))
+    others = [
+        ft.protocol_digest(other_weights, "pos", data, cfg),
+        ft.protocol_digest(body, "pos", data, dataclasses.replace(cfg, epochs=2)),
+        ft.protocol_digest(body, "pos", ft.prepare(body, tokenizer, "pos", split, split, [split], cfg), cfg),
+    ]
+    assert len({digest, *others}) == 4
+    assert ft.protocol_digest(body, "pos", data, dataclasses.replace(cfg, learning_rate=1.0, seed=7)) == digest
+    ft.RunStore(tmp_path / "runs", digest)
+    for other in others:
+        with pytest.raises(ValueError, match=r"runs of another model, data or settings; give another output"):
+            ft.RunStore(tmp_path / "runs", other)

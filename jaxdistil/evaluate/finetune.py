@@ -21,7 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import logging
 import math
+import os
+import pathlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 from tqdm import tqdm
 
 from jaxdistil import modeling, optim
@@ -40,6 +46,7 @@ from jaxdistil.evaluate.tasks import SUITE_TASKS, EncodedSplit, PreparedData, Sp
 from jaxdistil.losses import IGNORE_INDEX, masked_mean, per_token_cross_entropy
 
 Params = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 # HF Trainer's AdamW betas and epsilon (the distillation trainer uses RoBERTa's, run_config.py).
 ADAM_B1 = 0.9
@@ -104,7 +111,7 @@ class FinetuneResult:
 
     task: str
     config: ModelConfig
-    params: Params
+    params: Params | None  # None: a run read back from a `RunStore` that keeps no parameters
     id2label: dict[int, str]
     metrics: dict[str, Any]  # best_epoch, epochs_run, dev {...}, test {name: {...}}, history
 
@@ -435,6 +442,73 @@ class ProtocolResult:
     runs: list[FinetuneResult]  # one run per seed at `learning_rate` (the search's run reused)
 
 
+def protocol_digest(model: tuple[ModelConfig, Params], task: str, data: PreparedData, cfg: FinetuneConfig) -> str:
+    """What every run of a protocol depends on but its rate and seed: the model's config and weights,
+    the encoded splits and labels, the other knobs. Equal digests: a finished run can stand in."""
+    digest = hashlib.sha256()
+    settings = dataclasses.asdict(dataclasses.replace(cfg, learning_rate=1.0, seed=0))
+    digest.update(json.dumps([task, dataclasses.asdict(model[0]), settings, data.label_map], sort_keys=True).encode())
+    for split in (data.train, data.dev, *data.tests):
+        digest.update(split.name.encode())
+        for key in sorted(split.arrays):
+            digest.update(key.encode() + np.ascontiguousarray(split.arrays[key]).tobytes())
+    for leaf in jax.tree.leaves(model[1]):
+        digest.update(np.ascontiguousarray(np.asarray(leaf, dtype=np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+    """`path` holds all of `data` or what it held before: a run killed mid-write leaves no half file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+class RunStore:
+    """The finished runs of one protocol on disk, so that an interrupted protocol resumes run by run.
+
+    Each run (rate, seed) is one JSON file of its metrics, written when it ends; with `keep_params`
+    its best parameters beside it (what an export of the best run needs). The directory belongs to
+    one `protocol_digest`: runs of another model, data or settings are refused, never mixed in.
+    """
+
+    def __init__(self, directory: str | os.PathLike, digest: str, *, keep_params: bool = False):
+        self.directory = pathlib.Path(directory)
+        self.keep_params = keep_params
+        stamp = self.directory / "protocol.sha256"
+        if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != digest:
+            raise ValueError(
+                f"{self.directory} holds fine-tuning runs of another model, data or settings; "
+                "give another output directory or delete that one to start over"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_atomically(stamp, (digest + "\n").encode())
+
+    def _files(self, learning_rate: float, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
+        """(metrics, params) of the run (rate, seed)."""
+        stem = f"lr{learning_rate:g}_seed{seed}"
+        return self.directory / f"{stem}.json", self.directory / f"{stem}.msgpack"
+
+    def get(
+        self, model: tuple[ModelConfig, Params], task: str, learning_rate: float, seed: int
+    ) -> FinetuneResult | None:
+        """The finished run (rate, seed), or None when it has not finished (or its params are needed and absent)."""
+        metrics_file, params_file = self._files(learning_rate, seed)
+        if not metrics_file.exists() or (self.keep_params and not params_file.exists()):
+            return None
+        record = json.loads(metrics_file.read_text(encoding="utf-8"))
+        params = serialization.msgpack_restore(params_file.read_bytes()) if self.keep_params else None
+        id2label = {int(i): label for i, label in record["labels"].items()}
+        return FinetuneResult(task, model[0], params, id2label, record["metrics"])
+
+    def put(self, result: FinetuneResult) -> None:
+        metrics_file, params_file = self._files(result.metrics["learning_rate"], result.metrics["seed"])
+        if self.keep_params:  # first, so that a run's JSON never exists without the params it promises
+            _write_atomically(params_file, serialization.msgpack_serialize(result.params))
+        record = {"labels": {str(i): label for i, label in result.id2label.items()}, "metrics": result.metrics}
+        _write_atomically(metrics_file, json.dumps(record, ensure_ascii=False).encode())
+
+
 def finetune_protocol(
     model: tuple[ModelConfig, Params],
     task: str,
@@ -444,17 +518,26 @@ def finetune_protocol(
     seeds: Sequence[int],
     *,
     progress: bool = False,
+    store: RunStore | None = None,
 ) -> ProtocolResult:
     """Each of `learning_rates` with `seeds[0]`, the best on dev kept, then the other `seeds` at it.
 
     `data` is encoded once for all runs (`prepare`); `cfg`'s own learning rate and seed are replaced.
+    With a `store`, each run is kept when it ends and a run already there is read instead of redone.
     """
     if not learning_rates or not seeds:
         raise ValueError("the protocol needs at least one learning rate and one seed")
 
     def run(learning_rate: float, seed: int) -> FinetuneResult:
-        return fit(model, task, data, dataclasses.replace(cfg, learning_rate=learning_rate, seed=seed),
-                   progress=progress)
+        kept = store.get(model, task, learning_rate, seed) if store else None
+        if kept is not None:
+            logger.info("lr %g seed %d: finished earlier, read from %s", learning_rate, seed, store.directory)
+            return kept
+        result = fit(model, task, data, dataclasses.replace(cfg, learning_rate=learning_rate, seed=seed),
+                     progress=progress)
+        if store:
+            store.put(result)
+        return result
 
     search = [run(rate, seeds[0]) for rate in learning_rates]
     chosen = best_run(search)
