@@ -117,8 +117,10 @@ class Growth:
     samples: int
 
     @classmethod
-    def fit(cls, samples: Sequence[Sample], warmup_steps: int) -> Growth:
-        kept = [s for s in samples if s.step >= warmup_steps]
+    def fit(cls, samples: Sequence[Sample], warmup_steps: int, final_step: int | None = None) -> Growth:
+        """The line through the samples from `warmup_steps` on, without those taken at `final_step`: the
+        run's end (its last evaluation, the export) compiles and allocates once, it does not grow per step."""
+        kept = [s for s in samples if s.step >= warmup_steps and s.step != final_step]
         late = kept[len(kept) // 2:]
         if len(late) < 3 or late[-1].step == late[0].step:
             raise ValueError(f"only {len(kept)} samples after step {warmup_steps}: lower --warmup-steps or "
@@ -191,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
             samples, seconds = soak(args, args.workdir or pathlib.Path(scratch) / "run")
-        growth = Growth.fit(samples, args.warmup_steps)
+        growth = Growth.fit(samples, args.warmup_steps, final_step=args.steps)
     except (OSError, ValueError) as error:
         return cli.fail(error)
     print(f"{args.steps} steps in {seconds:.0f} s, set-up included; {len(samples)} samples, "
-          f"{growth.samples} after step {args.warmup_steps}")
+          f"{growth.samples} after step {args.warmup_steps} and before the final step's evaluation and export")
     print(f"RSS after warm-up {growth.after_warmup_mib:.1f} MiB, at the end {growth.end_mib:.1f} MiB, "
           f"peak {growth.peak_mib:.1f} MiB")
     print(f"growth {growth.per_1000_steps_mib:+.2f} MiB per 1000 steps (least squares after warm-up; "

@@ -265,5 +265,9 @@ def test_soak_fits_the_growth_after_the_warm_up_only():
     assert growth.late_per_1000_steps_mib == pytest.approx(1.0, abs=0.05)
     assert growth.residual_mib == pytest.approx(noise, abs=0.01)
     assert (growth.samples, growth.span_steps, growth.after_warmup_mib) == (100, 9900, steady[0].rss_mib)
+    end = [soak.Sample(200.0 + i, 10900, 780.0) for i in range(10)]  # the final evaluation compiling
+    assert soak.Growth.fit(spike + steady + end, warmup_steps=1000).per_1000_steps_mib > 2
+    at_end = soak.Growth.fit(spike + steady + end, warmup_steps=1000, final_step=10900)
+    assert at_end.per_1000_steps_mib == pytest.approx(1.0, abs=0.01) and at_end.samples == 99
     with pytest.raises(ValueError, match="lower --warmup-steps"):
         soak.Growth.fit(spike + steady[:4], warmup_steps=1000)
