@@ -1,7 +1,8 @@
 r"""Fine-tune a masked LM on NER, POS tagging or text(-pair) classification, over several seeds.
 
 The protocol: each --learning-rates value is tried with the first seed and the best on dev is
-kept; every seed then trains at it until the dev score stops improving (--patience, at most
+kept (while the best is the largest tried, up to --extend-grid more rates above it are tried);
+every seed then trains at it until the dev score stops improving (--patience, at most
 --epochs); test sets are scored in full with the best epoch's parameters. Prints each seed's
 dev/test metrics and their mean ± std, writes OUT/results.json (the search, every run's
 per-epoch dev curve), and with --export saves the best seed's model as an HF directory
@@ -44,6 +45,7 @@ from jaxdistil.evaluate import finetune as ft
 # on dev, and epochs until the dev score stops improving.
 SEEDS = (0, 1, 2)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3)
+EXTEND_GRID = 2  # more rates tried above the grid while its largest is the best
 EPOCHS = 20
 PATIENCE = 3
 
@@ -93,6 +95,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="peak learning rates to try with the first seed, comma-separated; the best on dev is used for all seeds",
     )
     rates.add_argument("--lr", type=float, help="one peak learning rate (no search): as --learning-rates LR")
+    parser.add_argument(
+        "--extend-grid",
+        type=int,
+        default=EXTEND_GRID,
+        help="while the best rate is the largest tried, try up to this many more above it (each the last times "
+        "the grid's mean ratio); 0: the grid only",
+    )
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="most epochs to train")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training examples per step")
     parser.add_argument(
@@ -127,6 +136,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("give exactly one of --task (with --train/--dev/--test files) or --hf-task")
     if args.task and not (args.train and args.dev):
         raise ValueError("--task needs --train and --dev (and usually --test)")
+    if args.extend_grid < 0:
+        raise ValueError(f"--extend-grid {args.extend_grid}: give 0 (the grid only) or more")
 
 
 def load_splits(args: argparse.Namespace) -> tuple[str, tasks.Split, tasks.Split, list[tasks.Split]]:
@@ -197,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = ft.prepare(model, tokenizer, task, train, dev, tests, cfg)
         digest = ft.protocol_digest(model, task, data, cfg)
         store = ft.RunStore(args.out / "runs", digest, keep_params=bool(args.export))
-        protocol = ft.finetune_protocol(model, task, data, cfg, rates, args.seeds, progress=True, store=store)
+        protocol = ft.finetune_protocol(
+            model, task, data, cfg, rates, args.seeds, progress=True, store=store, extend_grid=args.extend_grid
+        )
         results = protocol.runs
         summary = ft.summarize(results)
         best = ft.best_run(results)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import pathlib
 import re
 import runpy
@@ -442,6 +443,8 @@ def test_finetune_cli_runs_seeds_and_exports(
         "1",
         "--learning-rates",
         "1e-4,1e-3",
+        "--extend-grid",
+        "1",
         "--epochs",
         "1",
         "--max-length",
@@ -455,7 +458,9 @@ def test_finetune_cli_runs_seeds_and_exports(
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [0, 1]
     search = report["learning_rate_search"]
-    assert [(r["learning_rate"], r["seed"]) for r in search] == [(1e-4, 0), (1e-3, 0)]
+    assert [(r["learning_rate"], r["seed"]) for r in search[:2]] == [(1e-4, 0), (1e-3, 0)]
+    top_won = search[1]["dev"]["accuracy"] > search[0]["dev"]["accuracy"]
+    assert [(r["learning_rate"], r["seed"]) for r in search[2:]] == ([(1e-2, 0)] if top_won else [])
     chosen = max(search, key=lambda r: r["dev"]["accuracy"])["learning_rate"]
     assert report["config"]["learning_rate"] == chosen and {r["learning_rate"] for r in report["runs"]} == {chosen}
     assert all(len(r["history"]) == r["epochs_run"] for r in search + report["runs"])
@@ -525,3 +530,37 @@ def test_run_store_refuses_runs_of_another_model_or_settings(body, tokenizer, wi
     for other in others:
         with pytest.raises(ValueError, match=r"runs of another model, data or settings; give another output"):
             ft.RunStore(tmp_path / "runs", other)
+
+
+def test_grid_extends_upward_while_its_largest_rate_wins(body, tokenizer, wikiner_pos_file, monkeypatch):
+    split = tasks.Split(str(wikiner_pos_file), tasks.read_split(str(wikiner_pos_file), "pos", "wikiner").examples)
+    cfg = ft.FinetuneConfig(epochs=1, max_length=16)
+    data = ft.prepare(body, tokenizer, "pos", split, split, [], cfg)
+    trained = []
+
+    def fit_peaking_at(best: float, diverges_above: float = math.inf):
+        def fake_fit(model, task, data, cfg, **kwargs):  # dev accuracy falls with the distance to `best`
+            trained.append(cfg.learning_rate)
+            if cfg.learning_rate > diverges_above:
+                raise FloatingPointError("non-finite training loss in epoch 1: lower the learning rate")
+            dev = {"accuracy": 1 - abs(math.log10(cfg.learning_rate / best)) / 10}
+            metrics = {"learning_rate": cfg.learning_rate, "seed": cfg.seed, "primary_metric": "accuracy", "dev": dev}
+            return ft.FinetuneResult(task, model[0], None, data.id2label, metrics)
+        return fake_fit
+
+    grid = (1e-4, 3e-4, 1e-3)
+    cases = [  # (the best rate, where it diverges, extensions allowed) -> rates tried with the first seed, chosen
+        (3e-4, math.inf, 2, [1e-4, 3e-4, 1e-3], 3e-4),  # the optimum inside the grid: nothing added
+        (3e-3, math.inf, 2, [1e-4, 3e-4, 1e-3, 3.16e-3, 1e-2], 3.16e-3),  # past the top: up until it loses
+        (1.0, math.inf, 2, [1e-4, 3e-4, 1e-3, 3.16e-3, 1e-2], 1e-2),  # still winning: at most extend_grid more
+        (1.0, 5e-3, 2, [1e-4, 3e-4, 1e-3, 3.16e-3, 1e-2], 3.16e-3),  # 1e-2 diverges: the grid ends below it
+        (1.0, math.inf, 0, [1e-4, 3e-4, 1e-3], 1e-3),  # no extension asked
+    ]
+    for best, diverges_above, extend, expected, chosen in cases:
+        trained.clear()
+        monkeypatch.setattr(ft, "fit", fit_peaking_at(best, diverges_above))
+        protocol = ft.finetune_protocol(body, "pos", data, cfg, grid, (0, 1), extend_grid=extend)
+        assert trained[:len(expected)] == pytest.approx(expected, rel=1e-9)
+        assert protocol.learning_rate == pytest.approx(chosen)
+        assert [r.metrics["seed"] for r in protocol.runs] == [0, 1]
+        assert {r.metrics["learning_rate"] for r in protocol.runs} == {protocol.learning_rate}

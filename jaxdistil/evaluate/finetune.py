@@ -519,9 +519,12 @@ def finetune_protocol(
     *,
     progress: bool = False,
     store: RunStore | None = None,
+    extend_grid: int = 0,
 ) -> ProtocolResult:
     """Each of `learning_rates` with `seeds[0]`, the best on dev kept, then the other `seeds` at it.
 
+    While the best rate is the largest tried, up to `extend_grid` more are tried above it, each the
+    last times the grid's mean ratio (1e-4, 3e-4, 1e-3 → 3.16e-3, 1e-2); a rate that diverges ends them.
     `data` is encoded once for all runs (`prepare`); `cfg`'s own learning rate and seed are replaced.
     With a `store`, each run is kept when it ends and a run already there is read instead of redone.
     """
@@ -540,6 +543,17 @@ def finetune_protocol(
         return result
 
     search = [run(rate, seeds[0]) for rate in learning_rates]
+    rates = sorted(set(learning_rates))
+    factor = (rates[-1] / rates[0]) ** (1 / (len(rates) - 1)) if len(rates) > 1 else None  # the grid's mean step
+    for k in range(1, extend_grid + 1 if factor else 1):  # the best rate is the largest: the optimum may lie beyond
+        if best_run(search).metrics["learning_rate"] != max(r.metrics["learning_rate"] for r in search):
+            break
+        rate = float(f"{rates[-1] * factor**k:.3g}")
+        try:
+            search.append(run(rate, seeds[0]))
+        except FloatingPointError as error:  # too large a rate diverges: the grid's end
+            logger.info("lr %g diverged (%s): the grid ends below it", rate, error)
+            break
     chosen = best_run(search)
     rate = chosen.metrics["learning_rate"]
     return ProtocolResult(rate, search, [chosen] + [run(rate, seed) for seed in seeds[1:]])
