@@ -30,13 +30,13 @@ BLOCKS_PER_SHARD = 40
 KILLED_RUN = """
 import os, runpy, signal, sys
 from jaxdistil.data import tokenize
-write = tokenize._write_file
+write = tokenize.write_file
 def dying_write(path, data):
     if path.name == sys.argv[1]:
         path.with_name(path.name + tokenize._TEMPORARY_SUFFIX).write_bytes(data[: len(data) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
     write(path, data)
-tokenize._write_file = dying_write
+tokenize.write_file = dying_write
 sys.exit(runpy.run_path(sys.argv[2])["main"](sys.argv[3:]))
 """
 
@@ -76,14 +76,14 @@ class Interrupted(Exception):
 
 def interrupt_at(monkeypatch, shard: str) -> None:
     """Makes this process's runs fail as they start writing `shard`."""
-    write = tok._write_file
+    write = tok.write_file
 
     def failing_write(path, data):
         if path.name == shard:
             raise Interrupted(shard)
         write(path, data)
 
-    monkeypatch.setattr(tok, "_write_file", failing_write)
+    monkeypatch.setattr(tok, "write_file", failing_write)
 
 
 def identity(path: pathlib.Path) -> tuple[int, int]:

@@ -500,7 +500,7 @@ def tokenize_to_shards(
         """(name, sha256) of the next shard, written."""
         array = np.stack(blocks)
         name, data = f"shard_{len(records):05d}.npy", _npy_bytes(array)
-        _write_file(out / name, data)
+        write_file(out / name, data)
         counts[:] += count_token_ids(array, len(tokenizer), ignore_ids=(ids.pad_id,))
         return name, hashlib.sha256(data).hexdigest()
 
@@ -518,7 +518,7 @@ def tokenize_to_shards(
                 carry = np.concatenate([*(block[1:-1] for block in pending), state.pending])
                 records.append(ShardRecord(name, sha256, progress.docs, progress.tokens, digest.hexdigest(),
                                            tuple(carry.tolist())))
-                _write_file(out / PROGRESS_FILE, json.dumps(
+                write_file(out / PROGRESS_FILE, json.dumps(
                     {"settings": settings, "shards": [dataclasses.asdict(r) for r in records]}).encode())
             if on_progress is not None:
                 on_progress(progress)
@@ -531,10 +531,10 @@ def tokenize_to_shards(
             f"no block of seq_len={seq_len} could be packed for {out}: the corpus has fewer "
             f"than {seq_len - 2} tokens. Use more text or a smaller {names.seq_len}."
         )
-    _write_file(out / TOKEN_COUNTS_FILE, _npy_bytes(counts))
+    write_file(out / TOKEN_COUNTS_FILE, _npy_bytes(counts))
     meta = ShardMeta(**fields, num_blocks=num_blocks, num_tokens=int(counts.sum()), num_docs=progress.docs,
                      shards=tuple(shard_names))
-    _write_file(out / META_FILE, meta.to_json().encode())
+    write_file(out / META_FILE, meta.to_json().encode())
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     logger.info(
         "wrote %d blocks (%d tokens) in %d shard(s) to %s", num_blocks, meta.num_tokens, len(shard_names), out
@@ -602,7 +602,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_file(path: pathlib.Path, data: bytes) -> None:
+def write_file(path: pathlib.Path, data: bytes) -> None:
     """`data` into `path` under a temporary name, then renamed: `path` is complete or absent."""
     partial = path.with_name(path.name + _TEMPORARY_SUFFIX)
     partial.write_bytes(data)

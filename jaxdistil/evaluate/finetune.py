@@ -41,6 +41,7 @@ from tqdm import tqdm
 from jaxdistil import modeling, optim
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import check_tokenizer, save_hf
+from jaxdistil.data.tokenize import write_file
 from jaxdistil.evaluate.alignment import DEFAULT_LABEL_PIECE, LABEL_PIECES, LabelPiece
 from jaxdistil.evaluate.tasks import SUITE_TASKS, EncodedSplit, PreparedData, Split, prepare_data, task_kind
 from jaxdistil.losses import IGNORE_INDEX, masked_mean, per_token_cross_entropy
@@ -457,13 +458,6 @@ def protocol_digest(model: tuple[ModelConfig, Params], task: str, data: Prepared
     return digest.hexdigest()
 
 
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-    """`path` holds all of `data` or what it held before: a run killed mid-write leaves no half file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 class RunStore:
     """The finished runs of one protocol on disk, so that an interrupted protocol resumes run by run.
 
@@ -482,7 +476,7 @@ class RunStore:
                 "give another output directory or delete that one to start over"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(stamp, (digest + "\n").encode())
+        write_file(stamp, (digest + "\n").encode())
 
     def _files(self, learning_rate: float, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
         """(metrics, params) of the run (rate, seed)."""
@@ -504,9 +498,9 @@ class RunStore:
     def put(self, result: FinetuneResult) -> None:
         metrics_file, params_file = self._files(result.metrics["learning_rate"], result.metrics["seed"])
         if self.keep_params:  # first, so that a run's JSON never exists without the params it promises
-            _write_atomically(params_file, serialization.msgpack_serialize(result.params))
+            write_file(params_file, serialization.msgpack_serialize(result.params))
         record = {"labels": {str(i): label for i, label in result.id2label.items()}, "metrics": result.metrics}
-        _write_atomically(metrics_file, json.dumps(record, ensure_ascii=False).encode())
+        write_file(metrics_file, json.dumps(record, ensure_ascii=False).encode())
 
 
 def finetune_protocol(
