@@ -16,7 +16,9 @@ allocator pools filling), a least-squares line through (step, RSS) gives the gro
 steps, printed beside the same over the second half of those samples (a leak keeps its slope, a
 plateau flattens) and the residual spread (the noise to compare them with). The last line is
 machine-readable: `rss_after_warmup_mib=<a> rss_end_mib=<b> growth_mib_per_1000_steps=<c>
-late_growth_mib_per_1000_steps=<d> residual_mib=<e> samples=<n>`.
+late_growth_mib_per_1000_steps=<d> residual_mib=<e> samples=<n> malloc_arenas=<k>`. glibc's arenas
+are limited as scripts/train.py limits them (--malloc-arenas; jaxdistil/malloc.py): `--malloc-arenas 0`
+measures glibc's default beside it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from jaxdistil import cli, loop  # noqa: E402
+from jaxdistil import cli, loop, malloc  # noqa: E402
 from jaxdistil.run_config import load_config  # noqa: E402
 from jaxdistil.workdir import Workdir  # noqa: E402
 
@@ -153,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--teacher-layers", type=int, default=2, help="random teacher's layers (student: 1)")
     parser.add_argument("--eval-every", type=int, default=100, help="train.eval_every")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="train.checkpoint_every")
+    parser.add_argument("--malloc-arenas", type=int, default=malloc.ARENAS,
+                        help="glibc malloc arenas, as scripts/train.py sets them (0: glibc's default; "
+                             "MALLOC_ARENA_MAX in the environment wins)")
     parser.add_argument("--out", type=pathlib.Path, help="write the samples and the fit as JSON here (none: not saved)")
     return parser.parse_args(argv)
 
@@ -187,7 +192,9 @@ def soak(args, workdir: pathlib.Path) -> tuple[list[Sample], float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    arenas = malloc.limit_arenas(args.malloc_arenas)  # before JAX's backend starts its threads, as the trainer
     cli.setup_logging()
+    print(arenas)
     print(f"machine: {platform.node()}, {harness.available_cores()} cores, {jax.default_backend()} "
           f"({jax.devices()[0].device_kind}), jax {jax.__version__}", flush=True)
     try:
@@ -213,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"rss_after_warmup_mib={growth.after_warmup_mib:.1f} rss_end_mib={growth.end_mib:.1f} "
           f"growth_mib_per_1000_steps={growth.per_1000_steps_mib:.3f} "
           f"late_growth_mib_per_1000_steps={growth.late_per_1000_steps_mib:.3f} residual_mib={growth.residual_mib:.3f} "
-          f"samples={growth.samples}")
+          f"samples={growth.samples} malloc_arenas={malloc.arena_count()}")
     return 0
 
 

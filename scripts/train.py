@@ -13,6 +13,7 @@ and --process-id (or --distributed, for the environment `jax.distributed.initial
 
 import dataclasses
 import difflib
+import logging
 import pathlib
 import re
 import sys
@@ -23,7 +24,7 @@ from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 from ml_collections.config_flags import config_path
 
-from jaxdistil import cli, run_config
+from jaxdistil import cli, malloc, run_config
 from jaxdistil.loop import run
 
 _ONE_PROCESS = "multi-host; default: none, one process"
@@ -39,6 +40,10 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation-cache", cli.COMPILATION_CACHE,
     "JAX's persistent compilation cache: compiled steps kept here are reused by a resumed or repeated run "
     "('' = none; default: $JAX_COMPILATION_CACHE_DIR, else a per-user cache directory)")
+_MALLOC_ARENAS = flags.DEFINE_integer(
+    "malloc-arenas", malloc.ARENAS,
+    "glibc malloc arenas for this process: one keeps a long run's memory from growing with its checkpoint "
+    "saves (docs/performance.md, Soak); 0 = glibc's default; MALLOC_ARENA_MAX in the environment wins")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() from the environment")
 for _name in ("coordinator-address", "num-processes", "process-id"):  # the underscore spellings still work
     flags.DEFINE_alias(_name.replace("-", "_"), _name)
@@ -47,7 +52,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    arenas = malloc.limit_arenas(_MALLOC_ARENAS.value)  # before JAX's backend starts its threads
     cli.setup_logging()
+    logging.getLogger("jaxdistil.train").info(arenas)
     cli.use_compilation_cache(_COMPILATION_CACHE.value)
     if _COORDINATOR.value or _DISTRIBUTED.value:
         # CPU processes need a collectives backend (GPUs/TPUs bring their own).

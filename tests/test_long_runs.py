@@ -6,9 +6,11 @@ import contextlib
 import importlib.util
 import json
 import os
+import platform
 import random
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -234,3 +236,53 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(corpus_files, fr
     assert step_a == step_b == 40
     jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
     assert _steps_logged(killed) == _steps_logged(tmp_path / "straight") == list(range(1, 41))
+
+
+# --- acceptance 3: memory that stays flat (glibc's arenas; docs/performance.md, Soak) --------------------
+
+_ARENAS_AFTER_THREADS = """
+import ctypes, sys, threading
+import jax
+from jaxdistil import malloc
+print(malloc.limit_arenas(int(sys.argv[1])))
+libc = ctypes.CDLL(None)
+barrier = threading.Barrier(5)
+def allocate():  # each thread mallocs while the others are alive, so none can reuse another's arena
+    libc.malloc(4096)
+    barrier.wait()
+workers = [threading.Thread(target=allocate) for _ in range(4)]
+for w in workers:
+    w.start()
+barrier.wait()
+jax.jit(lambda x: x @ x)(jax.numpy.ones((256, 256))).block_until_ready()  # JAX's backend and its thread pools
+print(malloc.arena_count())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+@pytest.mark.parametrize("arenas,expected", [(1, "at most 1"), (0, "glibc's default")])
+def test_the_arena_limit_reaches_every_thread_started_after_it(arenas, expected):
+    env = {k: v for k, v in subprocess_env(XLA_FLAGS="").items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run([sys.executable, "-c", _ARENAS_AFTER_THREADS, str(arenas)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    message, count = done.stdout.splitlines()[-2:]
+    assert expected in message
+    if arenas:
+        assert int(count) == 1  # four threads of ours and JAX's pools, all on the main arena
+    else:
+        assert int(count) >= 5  # the control: glibc gives each new thread an arena of its own
+
+
+def test_the_trainer_limits_its_arenas_and_the_environment_wins(corpus_files, french_tokenizer_dir, tmp_path):
+    overrides = {**micro_overrides(corpus_files, french_tokenizer_dir, steps=2), "export_hf": False,
+                 "train.eval_every": 100}
+    env = {k: v for k, v in subprocess_env(XLA_FLAGS="").items() if k != "MALLOC_ARENA_MAX"}
+    default = subprocess.run(train_cli(overrides, tmp_path / "a"), capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert "malloc arenas: at most 1 (glibc's MALLOC_ARENA_MAX" in default.stderr
+    chosen = subprocess.run(train_cli(overrides, tmp_path / "a"), capture_output=True, text=True,
+                            env={**env, "MALLOC_ARENA_MAX": "4"}, timeout=300)
+    assert chosen.returncode == 0, chosen.stderr[-3000:]
+    assert "malloc arenas: MALLOC_ARENA_MAX=4 from the environment" in chosen.stderr
