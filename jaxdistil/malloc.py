@@ -2,8 +2,9 @@
 
 A run's resident memory grows with its checkpoint saves while the bytes in use stay flat: TensorStore
 allocates on one thread and frees on another, and glibc keeps what is freed in per-thread arenas (up
-to 8 per core) that only grow (google/tensorstore#223; docs/performance.md, "Soak"). With one arena
-the soak benchmark stays flat, so the trainer sets that limit before JAX starts its threads.
+to 8 per core) that only grow (google/tensorstore#223; docs/performance.md, "Soak"). Two arenas cut the
+soak benchmark's growth 3-4 times at no measured cost to the step; one arena is no flatter and slows a
+host-bound run. So the trainer sets that limit before JAX starts its threads.
 
 glibc reads `MALLOC_ARENA_MAX` once, when the process starts; `mallopt(M_ARENA_MAX)` sets the same
 limit later, for every thread not yet given an arena. JAX creates its thread pools (and their arenas)
@@ -21,7 +22,7 @@ import platform
 import tempfile
 
 ENV = "MALLOC_ARENA_MAX"
-ARENAS = 1  # the trainer's default; 0 keeps glibc's
+ARENAS = 2  # the trainer's default (docs/performance.md, Soak); 0 keeps glibc's
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 

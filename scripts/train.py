@@ -42,7 +42,7 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "('' = none; default: $JAX_COMPILATION_CACHE_DIR, else a per-user cache directory)")
 _MALLOC_ARENAS = flags.DEFINE_integer(
     "malloc-arenas", malloc.ARENAS,
-    "glibc malloc arenas for this process: one keeps a long run's memory from growing with its checkpoint "
+    "glibc malloc arenas for this process: few keep a long run's memory from growing with its checkpoint "
     "saves (docs/performance.md, Soak); 0 = glibc's default; MALLOC_ARENA_MAX in the environment wins")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() from the environment")
 for _name in ("coordinator-address", "num-processes", "process-id"):  # the underscore spellings still work

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from helpers import REPO, make_config, micro_overrides, subprocess_env, train_cli
 
+from jaxdistil import malloc
 from jaxdistil.checkpoint import load_student_from_workdir
 from jaxdistil.config import ModelConfig
 from jaxdistil.convert import save_hf
@@ -260,7 +261,8 @@ print(malloc.arena_count())
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
-@pytest.mark.parametrize("arenas,expected", [(1, "at most 1"), (0, "glibc's default")])
+@pytest.mark.parametrize("arenas,expected", [(1, "at most 1"), (malloc.ARENAS, f"at most {malloc.ARENAS}"),
+                                             (0, "glibc's default")])
 def test_the_arena_limit_reaches_every_thread_started_after_it(arenas, expected):
     env = {k: v for k, v in subprocess_env(XLA_FLAGS="").items() if k != "MALLOC_ARENA_MAX"}
     done = subprocess.run([sys.executable, "-c", _ARENAS_AFTER_THREADS, str(arenas)], capture_output=True,
@@ -269,7 +271,7 @@ def test_the_arena_limit_reaches_every_thread_started_after_it(arenas, expected)
     message, count = done.stdout.splitlines()[-2:]
     assert expected in message
     if arenas:
-        assert int(count) == 1  # four threads of ours and JAX's pools, all on the main arena
+        assert int(count) == arenas  # four threads of ours and JAX's pools, sharing the arenas allowed
     else:
         assert int(count) >= 5  # the control: glibc gives each new thread an arena of its own
 
@@ -281,7 +283,7 @@ def test_the_trainer_limits_its_arenas_and_the_environment_wins(corpus_files, fr
     default = subprocess.run(train_cli(overrides, tmp_path / "a"), capture_output=True, text=True, env=env,
                              timeout=300)
     assert default.returncode == 0, default.stderr[-3000:]
-    assert "malloc arenas: at most 1 (glibc's MALLOC_ARENA_MAX" in default.stderr
+    assert f"malloc arenas: at most {malloc.ARENAS} (glibc's MALLOC_ARENA_MAX" in default.stderr
     chosen = subprocess.run(train_cli(overrides, tmp_path / "a"), capture_output=True, text=True,
                             env={**env, "MALLOC_ARENA_MAX": "4"}, timeout=300)
     assert chosen.returncode == 0, chosen.stderr[-3000:]
