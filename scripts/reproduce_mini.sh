@@ -51,7 +51,7 @@ knob SEQ_LEN 128            # the block length
 knob TRAIN_OVERRIDES ''     # extra flags for every training run, e.g. '--config.train.batch_size=8'
 knob EVAL_BLOCKS 2000       # held-out blocks for the MLM evaluation
 knob FT_SEEDS '0 1 2'       # fine-tuning seeds
-knob FT_EPOCHS 20           # fine-tuning epochs at most (finetune.py stops when dev has not improved for --patience)
+knob FT_EPOCHS 40           # fine-tuning epochs at most (finetune.py stops when dev has not improved for --patience)
 knob FT_MAX_TRAIN '' keep-empty     # fine-tuning training examples ('' = the whole file)
 knob FT_MAX_EVAL '' keep-empty     # fine-tuning dev/test examples of each file ('' = whole files)
 knob FT_EXTRA '' keep-empty  # passed to scripts/finetune.py as is (by default: the learning rate chosen on dev
