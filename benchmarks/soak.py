@@ -16,9 +16,12 @@ allocator pools filling), a least-squares line through (step, RSS) gives the gro
 steps, printed beside the same over the second half of those samples (a leak keeps its slope, a
 plateau flattens) and the residual spread (the noise to compare them with). The last line is
 machine-readable: `rss_after_warmup_mib=<a> rss_end_mib=<b> growth_mib_per_1000_steps=<c>
-late_growth_mib_per_1000_steps=<d> residual_mib=<e> samples=<n> malloc_arenas=<k>`. glibc's arenas
-are limited as scripts/train.py limits them (--malloc-arenas; jaxdistil/malloc.py): `--malloc-arenas 0`
-measures glibc's default beside it.
+late_growth_mib_per_1000_steps=<d> residual_mib=<e> samples=<n> malloc_arenas=<k>
+in_use_growth_mib_per_1000_steps=<f> free_growth_mib_per_1000_steps=<g>`: on glibc each sample also reads
+`mallinfo2`, so the same line through the bytes in use (a leak) is told apart from the line through the
+freed bytes glibc keeps in its arenas (retention; `na` elsewhere). glibc's arenas are limited as
+scripts/train.py limits them (--malloc-arenas; jaxdistil/malloc.py): `--malloc-arenas 0` measures
+glibc's default beside it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class Sample:
     seconds: float  # since the sampler started
     step: int  # the last step logged to metrics.jsonl (at most train.log_every behind)
     rss_mib: float
+    in_use_mib: float | None = None  # glibc's bytes in use (malloc.heap_mib): a leak grows them
+    free_mib: float | None = None  # glibc's freed bytes kept in its arenas: retention, not a leak
 
 
 def rss_mib() -> float:
@@ -94,7 +99,8 @@ class RssSampler(threading.Thread):
     def sample(self) -> None:
         step = last_logged_step(self.metrics)
         if step is not None:  # nothing logged yet: set-up and compilation, not the loop
-            self.samples.append(Sample(time.monotonic() - self._start, step, rss_mib()))
+            heap = malloc.heap_mib() or (None, None)
+            self.samples.append(Sample(time.monotonic() - self._start, step, rss_mib(), *heap))
 
     def run(self) -> None:
         while not self._stopped.wait(self.interval):
@@ -117,6 +123,8 @@ class Growth:
     residual_mib: float  # standard deviation of the samples around the first line: the noise
     span_steps: int  # from the first sample after the warm-up to the last
     samples: int
+    in_use_per_1000_steps_mib: float | None = None  # the same line through glibc's bytes in use
+    free_per_1000_steps_mib: float | None = None  # and through its free bytes kept in the arenas
 
     @classmethod
     def fit(cls, samples: Sequence[Sample], warmup_steps: int, final_step: int | None = None) -> Growth:
@@ -128,16 +136,23 @@ class Growth:
             raise ValueError(f"only {len(kept)} samples after step {warmup_steps}: lower --warmup-steps or "
                              "--interval, or raise --steps")
         slope, residual = line_fit(kept)
+        heap = all(s.in_use_mib is not None for s in kept)
+        in_use, free = ((line_fit(kept, field)[0] * 1000 for field in ("in_use_mib", "free_mib")) if heap
+                        else (None, None))
         return cls(kept[0].rss_mib, kept[-1].rss_mib, max(s.rss_mib for s in kept), slope * 1000,
-                   line_fit(late)[0] * 1000, residual, kept[-1].step - kept[0].step, len(kept))
+                   line_fit(late)[0] * 1000, residual, kept[-1].step - kept[0].step, len(kept), in_use, free)
 
 
-def line_fit(samples: Sequence[Sample]) -> tuple[float, float]:
-    """(MiB per step, standard deviation of the residuals) of the least-squares line through (step, RSS)."""
+def line_fit(samples: Sequence[Sample], field: str = "rss_mib") -> tuple[float, float]:
+    """(MiB per step, standard deviation of the residuals) of the least-squares line through (step, field)."""
     steps = np.array([s.step for s in samples], dtype=np.float64)
-    rss = np.array([s.rss_mib for s in samples])
+    rss = np.array([getattr(s, field) for s in samples])
     slope, intercept = np.polyfit(steps, rss, 1)
     return float(slope), float(np.std(rss - (slope * steps + intercept)))
+
+
+def _figure(value: float | None) -> str:
+    return "na" if value is None else f"{value:.3f}"
 
 
 def parse_args(argv: Sequence[str] | None = None):
@@ -211,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{growth.late_per_1000_steps_mib:+.2f} over the second half), i.e. "
           f"{growth.per_1000_steps_mib * growth.span_steps / 1000:+.1f} MiB over {growth.span_steps} steps; "
           f"samples spread ±{growth.residual_mib:.2f} MiB around the line")
+    if growth.in_use_per_1000_steps_mib is not None:
+        print(f"glibc heap per 1000 steps: in use {growth.in_use_per_1000_steps_mib:+.2f} MiB (a leak grows it), "
+              f"free but kept in the arenas {growth.free_per_1000_steps_mib:+.2f} MiB (retention)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"args": {k: str(v) for k, v in vars(args).items()}, "fit": dataclasses.asdict(growth),
@@ -220,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"rss_after_warmup_mib={growth.after_warmup_mib:.1f} rss_end_mib={growth.end_mib:.1f} "
           f"growth_mib_per_1000_steps={growth.per_1000_steps_mib:.3f} "
           f"late_growth_mib_per_1000_steps={growth.late_per_1000_steps_mib:.3f} residual_mib={growth.residual_mib:.3f} "
-          f"samples={growth.samples} malloc_arenas={malloc.arena_count()}")
+          f"samples={growth.samples} malloc_arenas={malloc.arena_count()} "
+          f"in_use_growth_mib_per_1000_steps={_figure(growth.in_use_per_1000_steps_mib)} "
+          f"free_growth_mib_per_1000_steps={_figure(growth.free_per_1000_steps_mib)}")
     return 0
 
 

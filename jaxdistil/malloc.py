@@ -67,3 +67,20 @@ def arena_count() -> int | None:
         finally:
             libc.fclose(stream)
         return path.read_text().count("<heap nr=")
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def heap_mib() -> tuple[float, float] | None:
+    """(MiB in use, MiB free but kept in the arenas) from glibc's `mallinfo2`: a leak grows the first,
+    an allocator holding on to freed memory only the second. None where it is not glibc (or glibc < 2.33)."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20

@@ -271,3 +271,14 @@ def test_soak_fits_the_growth_after_the_warm_up_only():
     assert at_end.per_1000_steps_mib == pytest.approx(1.0, abs=0.01) and at_end.samples == 99
     with pytest.raises(ValueError, match="lower --warmup-steps"):
         soak.Growth.fit(spike + steady[:4], warmup_steps=1000)
+    assert growth.in_use_per_1000_steps_mib is None  # no heap readings (not glibc): none fitted
+
+
+def test_soak_fits_the_heap_in_use_apart_from_the_free_memory_kept():
+    # RSS grows 1 MiB per 1000 steps, all of it freed memory the allocator keeps: in use stays flat
+    samples = [soak.Sample(float(i), step, 700 + step / 1000, 200.0 + (0.25 if i % 2 else -0.25), 300 + step / 1000)
+               for i, step in enumerate(range(1000, 11000, 100))]
+    growth = soak.Growth.fit(samples, warmup_steps=1000)
+    assert growth.per_1000_steps_mib == pytest.approx(1.0, abs=0.01)
+    assert growth.in_use_per_1000_steps_mib == pytest.approx(0.0, abs=0.01)
+    assert growth.free_per_1000_steps_mib == pytest.approx(1.0, abs=0.01)
