@@ -3,7 +3,6 @@ falls back to the previous one, one trainer per workdir, a resume keeps the run'
 metrics, an export never overwrites what a run needs, and SIGKILL at any moment loses nothing."""
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -291,17 +290,28 @@ def test_the_trainer_limits_its_arenas_and_the_environment_wins(corpus_files, fr
     assert "malloc arenas: MALLOC_ARENA_MAX=4 from the environment" in chosen.stderr
 
 
+_HEAP_READINGS = """
+import ctypes
+from jaxdistil import malloc
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+before = malloc.heap_mib()
+blocks = [libc.malloc(1024) for _ in range(32 * 1024)]  # 32 MiB of small blocks, kept
+held = malloc.heap_mib()
+for block in blocks[:-1]:  # freed, but the last block pins the heap's top: glibc keeps the rest free
+    libc.free(block)
+freed = malloc.heap_mib()
+print(*before, *held, *freed)
+"""
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallinfo2 is glibc's")
 def test_the_heap_reading_tells_memory_in_use_from_memory_kept_free():
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-    in_use, free = malloc.heap_mib()
-    blocks = [libc.malloc(1024) for _ in range(32 * 1024)]  # 32 MiB of small blocks, kept
-    held_in_use, _ = malloc.heap_mib()
+    # a fresh single-threaded process: the readings are process-wide, other threads would move them
+    done = subprocess.run([sys.executable, "-c", _HEAP_READINGS], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    in_use, free, held_in_use, _, freed_in_use, freed_free = map(float, done.stdout.split())
     assert held_in_use - in_use == pytest.approx(32, abs=4)
-    for block in blocks[:-1]:  # freed, but the last block pins the heap's top: glibc keeps the rest free
-        libc.free(block)
-    freed_in_use, freed_free = malloc.heap_mib()
-    libc.free(blocks[-1])
     assert freed_in_use - in_use == pytest.approx(0, abs=4)
     assert freed_free - free == pytest.approx(32, abs=4)
